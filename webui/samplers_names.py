@@ -1,0 +1,263 @@
+"""Sampler and schedule-type names as A1111 spells them, and the aliases clients send.
+
+Pure tables and string functions: nothing here builds a scheduler. The engine maps the
+names in `SAMPLERS` and `SCHEDULE_TYPES` to diffusers schedulers.
+
+Two vocabularies are kept apart on purpose:
+
+- `SAMPLERS` / `SCHEDULE_TYPES`: what this UI can run (dropdown contents, API validation).
+- `A1111_SAMPLERS` / `A1111_SCHEDULE_TYPES`: every name A1111 1.10 writes, so that reading
+  an infotext recognises a name even when this UI cannot run it.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Samplers this UI offers, in A1111's dropdown order; "DEIS" (diffusers only) comes last.
+SAMPLERS: tuple[str, ...] = (
+    "DPM++ 2M",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "Euler a",
+    "Euler",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "DDIM",
+    "PLMS",
+    "UniPC",
+    "LCM",
+    "DEIS",
+)
+
+# Every sampler display name A1111 1.10 can write into an infotext, in its dropdown order.
+A1111_SAMPLERS: tuple[str, ...] = (
+    "DPM++ 2M",
+    "DPM++ SDE",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Heun",
+    "DPM++ 2S a",
+    "DPM++ 3M SDE",
+    "Euler a",
+    "Euler",
+    "LMS",
+    "Heun",
+    "DPM2",
+    "DPM2 a",
+    "DPM fast",
+    "DPM adaptive",
+    "Restart",
+    "DDIM",
+    "DDIM CFG++",
+    "PLMS",
+    "UniPC",
+    "LCM",
+)
+
+# Schedule types this UI offers (A1111 >= 1.9 spelling).
+SCHEDULE_TYPES: tuple[str, ...] = (
+    "Automatic",
+    "Uniform",
+    "Karras",
+    "Exponential",
+    "SGM Uniform",
+    "Simple",
+    "Beta",
+)
+
+# A1111 1.10 schedule type label -> the internal name its API also accepts.
+A1111_SCHEDULE_TYPES: dict[str, str] = {
+    "Automatic": "automatic",
+    "Uniform": "uniform",
+    "Karras": "karras",
+    "Exponential": "exponential",
+    "Polyexponential": "polyexponential",
+    "SGM Uniform": "sgm_uniform",
+    "KL Optimal": "kl_optimal",
+    "Align Your Steps": "align_your_steps",
+    "Simple": "simple",
+    "Normal": "normal",
+    "DDIM": "ddim",
+    "Beta": "beta",
+}
+
+# Lower-case alias -> A1111 sampler display name. Covers A1111's API aliases (k_*), the
+# k-diffusion function names (sample_*) and the ComfyUI / diffusers-style snake_case names.
+_SAMPLER_ALIASES: dict[str, str] = {
+    "k_dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpm++_2m": "DPM++ 2M",
+    "k_dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_sde_gpu": "DPM++ SDE",
+    "k_dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "k_dpmpp_2m_sde_heun": "DPM++ 2M SDE Heun",
+    "dpmpp_2m_sde_heun": "DPM++ 2M SDE Heun",
+    "k_dpmpp_2s_a": "DPM++ 2S a",
+    "dpmpp_2s_a": "DPM++ 2S a",
+    "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "k_dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpmpp_3m_sde": "DPM++ 3M SDE",
+    "dpmpp_3m_sde_gpu": "DPM++ 3M SDE",
+    "k_euler_a": "Euler a",
+    "k_euler_ancestral": "Euler a",
+    "euler_a": "Euler a",
+    "euler_ancestral": "Euler a",
+    "euler ancestral": "Euler a",
+    "k_euler": "Euler",
+    "euler": "Euler",
+    "k_lms": "LMS",
+    "lms": "LMS",
+    "k_heun": "Heun",
+    "heun": "Heun",
+    "k_dpm_2": "DPM2",
+    "dpm_2": "DPM2",
+    "dpm2": "DPM2",
+    "k_dpm_2_a": "DPM2 a",
+    "dpm_2_a": "DPM2 a",
+    "dpm_2_ancestral": "DPM2 a",
+    "k_dpm_fast": "DPM fast",
+    "dpm_fast": "DPM fast",
+    "k_dpm_ad": "DPM adaptive",
+    "dpm_adaptive": "DPM adaptive",
+    "restart": "Restart",
+    "ddim": "DDIM",
+    "ddim_cfgpp": "DDIM CFG++",
+    "plms": "PLMS",
+    "pndm": "PLMS",
+    "unipc": "UniPC",
+    "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC",
+    "k_lcm": "LCM",
+    "lcm": "LCM",
+    "deis": "DEIS",
+}
+for _name in (*A1111_SAMPLERS, *SAMPLERS):
+    _SAMPLER_ALIASES.setdefault(_name.lower(), _name)
+
+# Lower-case alias -> A1111 schedule type label.
+_SCHEDULE_ALIASES: dict[str, str] = {}
+for _label, _internal in A1111_SCHEDULE_TYPES.items():
+    _SCHEDULE_ALIASES[_label.lower()] = _label
+    _SCHEDULE_ALIASES[_internal] = _label
+_SCHEDULE_ALIASES.update(
+    {
+        "sgmuniform": "SGM Uniform",
+        "sgm uniform": "SGM Uniform",
+        "ddim_uniform": "DDIM",  # ComfyUI's name
+        "ays": "Align Your Steps",
+    }
+)
+
+# Old A1111 API aliases for combined names ("k_dpmpp_2m_ka" = "DPM++ 2M Karras").
+_UNDERSCORE_SUFFIXES: dict[str, str] = {"_ka": "Karras", "_karras": "Karras", "_exp": "Exponential"}
+
+# Schedule suffixes tried longest first so "SGM Uniform" wins over "Uniform".
+_SUFFIXES: list[tuple[str, str]] = sorted(
+    ((alias, label) for alias, label in _SCHEDULE_ALIASES.items() if "_" not in alias),
+    key=lambda item: -len(item[0]),
+)
+
+_SPACES = re.compile(r"\s+")
+
+
+def _clean(name: object) -> str:
+    if name is None:
+        return ""
+    return _SPACES.sub(" ", str(name)).strip()
+
+
+def _lookup_a1111_sampler(name: str) -> str | None:
+    """A1111 display name for an exact name or alias (case-insensitive), else None."""
+    return _SAMPLER_ALIASES.get(name.lower())
+
+
+def split_legacy_sampler(name: str) -> tuple[str, str]:
+    """Split a pre-1.9 combined sampler name into (sampler, schedule type).
+
+    "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras"); "DPM++ 2M SDE Exponential" ->
+    ("DPM++ 2M SDE", "Exponential"); "Euler a" -> ("Euler a", "Automatic").
+    Aliases are resolved ("k_dpmpp_2m_ka" -> ("DPM++ 2M", "Karras")). The sampler part is
+    returned with A1111's spelling when it is a known name, otherwise as given (stripped).
+    The schedule is always an A1111 1.10 label (a key of `A1111_SCHEDULE_TYPES`).
+    """
+    text = _clean(name)
+    if not text:
+        return "", "Automatic"
+    known = _lookup_a1111_sampler(text)
+    if known is not None:
+        return known, "Automatic"
+    lower = text.lower()
+    for suffix, label in _UNDERSCORE_SUFFIXES.items():
+        if lower.endswith(suffix):
+            base = _lookup_a1111_sampler(text[: -len(suffix)])
+            if base is not None:
+                return base, label
+    for suffix, label in _SUFFIXES:
+        if lower.endswith(" " + suffix):
+            base = text[: -len(suffix) - 1].strip()
+            if base:
+                return _lookup_a1111_sampler(base) or base, label
+    return text, "Automatic"
+
+
+def normalize_sampler(name: str | None) -> str | None:
+    """The `SAMPLERS` entry a client means, or None when this UI cannot run it.
+
+    Case-insensitive; accepts display names, A1111 API aliases ("k_dpmpp_2m", "k_euler_a"),
+    snake_case names ("dpmpp_2m", "euler_a", "euler_ancestral", "uni_pc") and legacy combined
+    names ("DPM++ 2M Karras" -> "DPM++ 2M"; use `split_legacy_sampler` or
+    `resolve_sampler_and_schedule` to keep the schedule part).
+    """
+    text = _clean(name)
+    if not text:
+        return None
+    known = _lookup_a1111_sampler(text)
+    if known is None:
+        base, _schedule = split_legacy_sampler(text)
+        known = _lookup_a1111_sampler(base)
+    return known if known in SAMPLERS else None
+
+
+def normalize_schedule_type(name: str | None) -> str | None:
+    """The `SCHEDULE_TYPES` entry a client means ("karras", "sgm_uniform", "Karras"), or None.
+
+    ComfyUI's "normal" maps to "Uniform" (both space timesteps evenly over the model's
+    sigmas). An empty or missing name gives "Automatic".
+    """
+    text = _clean(name)
+    if not text:
+        return "Automatic"
+    if text.lower() == "normal":
+        return "Uniform"
+    label = _SCHEDULE_ALIASES.get(text.lower())
+    return label if label in SCHEDULE_TYPES else None
+
+
+def resolve_sampler_and_schedule(
+    sampler_name: str | None, scheduler: str | None = None
+) -> tuple[str | None, str | None]:
+    """(sampler, schedule type) for an API request or infotext, A1111 1.9+ style.
+
+    A schedule suffix in the sampler name ("DPM++ 2M Karras") wins over `scheduler`, as in
+    A1111. Each part is None when this UI cannot run it; a missing scheduler is "Automatic".
+    """
+    base, legacy_schedule = split_legacy_sampler(_clean(sampler_name))
+    schedule = legacy_schedule if legacy_schedule != "Automatic" else scheduler
+    return normalize_sampler(base), normalize_schedule_type(schedule)
+
+
+def a1111_sampler_name(name: str | None) -> str | None:
+    """A1111 1.10 display name for any known spelling or alias (runnable or not), else None."""
+    text = _clean(name)
+    return _lookup_a1111_sampler(text) if text else None
+
+
+def a1111_schedule_label(name: str | None) -> str | None:
+    """A1111 1.10 schedule type label for any known spelling ("karras", "sgm_uniform")."""
+    text = _clean(name)
+    return _SCHEDULE_ALIASES.get(text.lower()) if text else None
