@@ -1,0 +1,167 @@
+"""What is in the models folder: checkpoints (files, diffusers folders, Hub ids), their
+A1111-style titles and hashes, and safe resolution of names users send."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+CHECKPOINT_EXTS = (".safetensors", ".ckpt")
+
+
+def resolve_inside(folder: Path, name: str, what: str) -> Path:
+    """Resolve a user-supplied relative name inside `folder`; refuse `..`, absolute paths and
+    symlinks that lead out of the folder."""
+    if not name or "\x00" in name or os.path.isabs(name) or name.startswith(("/", "\\")):
+        raise UserError(f"{what} name {name!r} is not a name inside {folder.name}/")
+    root = folder.resolve()
+    target = (root / name).resolve()
+    if target != root and root not in target.parents:
+        raise UserError(f"{what} {name!r} points outside the {folder.name}/ folder; refused")
+    return target
+
+
+class HashCache:
+    """SHA-256 of model files, computed once and remembered on disk by (path, size, mtime)."""
+
+    def __init__(self, cache_file: Path):
+        self.cache_file = cache_file
+        self._lock = threading.Lock()
+        try:
+            self._data = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            self._data = {}
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns]
+        with self._lock:
+            hit = self._data.get(key)
+            if hit and hit["stamp"] == stamp:
+                return hit["sha256"]
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        with self._lock:
+            self._data[key] = {"stamp": stamp, "sha256": digest}
+            try:
+                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.cache_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self._data))
+                os.replace(tmp, self.cache_file)
+            except OSError:
+                pass  # a read-only models folder only costs re-hashing next start
+        return digest
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str            # relative path without extension, A1111's model_name ("sub/portrait-v2")
+    filename: str        # absolute path, or the Hub repo id
+    kind: str            # "file", "folder" or "hub"
+
+    @property
+    def file_label(self) -> str:
+        """A1111 titles show the file name with extension."""
+        return self.name + Path(self.filename).suffix if self.kind == "file" else self.name
+
+
+class Catalog:
+    def __init__(self, models_dir: Path, extra: list[str] | None = None):
+        self.models_dir = Path(models_dir)
+        self.checkpoints_dir = self.models_dir / "Stable-diffusion"
+        self.hashes = HashCache(self.models_dir / ".hashes.json")
+        self._extra = list(extra or [])
+        self._items: list[Checkpoint] = []
+        self.refresh()
+
+    def add(self, source: str) -> Checkpoint:
+        """Register a checkpoint given on the command line (file, folder or Hub id)."""
+        if source not in self._extra:
+            self._extra.append(source)
+        self.refresh()
+        return self.find(source)
+
+    def refresh(self) -> list[Checkpoint]:
+        items: dict[str, Checkpoint] = {}
+        root = self.checkpoints_dir
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                here = Path(dirpath)
+                if (here / "model_index.json").is_file():
+                    rel = here.relative_to(root).as_posix()
+                    items[rel] = Checkpoint(rel, str(here.resolve()), "folder")
+                    dirnames[:] = []  # a diffusers folder's subfolders are its parts, not models
+                    continue
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if fn.lower().endswith(CHECKPOINT_EXTS):
+                        p = here / fn
+                        rel = p.relative_to(root).with_suffix("").as_posix()
+                        items[rel] = Checkpoint(rel, str(p.resolve()), "file")
+        for src in self._extra:
+            p = Path(src)
+            if p.is_file():
+                items.setdefault(p.stem, Checkpoint(p.stem, str(p.resolve()), "file"))
+            elif p.is_dir():
+                items.setdefault(p.name, Checkpoint(p.name, str(p.resolve()), "folder"))
+            elif "/" in src and not src.startswith((".", "/")) and src.count("/") == 1:
+                items.setdefault(src, Checkpoint(src, src, "hub"))
+            else:
+                raise UserError(f"--model {src!r} is neither a file, a diffusers folder nor a Hub repo id")
+        self._items = sorted(items.values(), key=lambda c: c.name.lower())
+        return self._items
+
+    def list(self) -> list[Checkpoint]:
+        return list(self._items)
+
+    def short_hash(self, ckpt: Checkpoint) -> str | None:
+        """A1111's model hash: the first 10 hex chars of the file's SHA-256 (files only)."""
+        if ckpt.kind != "file":
+            return None
+        return self.hashes.sha256(Path(ckpt.filename))[:10]
+
+    def known_hash(self, ckpt: Checkpoint) -> str | None:
+        """The hash if it was already computed (listing must not hash every file)."""
+        if ckpt.kind != "file":
+            return None
+        p = Path(ckpt.filename)
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        hit = self.hashes._data.get(str(p.resolve()))
+        return hit["sha256"] if hit and hit["stamp"] == [st.st_size, st.st_mtime_ns] else None
+
+    def title(self, ckpt: Checkpoint) -> str:
+        h = self.known_hash(ckpt)
+        return f"{ckpt.file_label} [{h[:10]}]" if h else ckpt.file_label
+
+    def find(self, name: str) -> Checkpoint:
+        """Look a checkpoint up as A1111 does: by title, name, file name, or hash."""
+        if not isinstance(name, str) or not name.strip():
+            raise UserError("no checkpoint name given", field="sd_model_checkpoint")
+        wanted = name.strip()
+        if wanted.endswith("]") and " [" in wanted:  # "name.safetensors [hash]"
+            wanted = wanted[: wanted.rindex(" [")]
+        for c in self._items:
+            if wanted in (c.name, c.file_label, c.filename) or name in (self.title(c),):
+                return c
+        for c in self._items:
+            h = self.known_hash(c)
+            if h and (h.startswith(wanted.lower()) and len(wanted) >= 8):
+                return c
+        if ".." in wanted or wanted.startswith(("/", "\\")):
+            raise UserError(f"checkpoint {name!r} contains a path; give a name from the checkpoint list",
+                            field="sd_model_checkpoint")
+        available = ", ".join(c.file_label for c in self._items) or "none (put files in models/Stable-diffusion)"
+        raise UserError(f"unknown checkpoint {name!r}; available: {available}", field="sd_model_checkpoint")

@@ -1,0 +1,332 @@
+"""The pipeline manager: the only code that touches the GPU.
+
+One manager per process, pinned to one device. It keeps an LRU of loaded checkpoints (some on
+the device, more in pinned CPU memory), and runs every request -- txt2img, img2img, inpaint --
+through one method. Per-request things (scheduler, generators, interrupt flags) live in the
+request's own pipeline object and Job, never on the shared weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from . import __version__
+from .catalog import Catalog, Checkpoint
+from .checkpoints import detect_family, load_pipeline, read_shapes
+from .errors import UserError
+from .infotext import build_infotext
+from .jobs import Job
+from .prompt_encoder import encode_prompts
+from .request import GenerationRequest
+from .samplers import SchedulerFactory
+from .settings import Settings
+from . import tasks
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device {name!r} is not a device torch knows (try cuda, cuda:1, mps, cpu)") from None
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        # Half precision is the speed path on GPUs; CPUs are faster and exact in fp32.
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    return DTYPES[name]
+
+
+def _modules(pipe):
+    return [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+
+
+def _own_memory(pipe) -> None:
+    """Copy weights out of the memory-mapped file: a checkpoint replaced on disk while mapped
+    can crash the process (SIGBUS), and mapped tensors round differently in some CPU kernels."""
+    for module in _modules(pipe):
+        for t in list(module.parameters()) + list(module.buffers()):
+            t.data = t.data.clone(memory_format=torch.contiguous_format)
+
+
+@dataclass
+class LoadedModel:
+    ckpt: Checkpoint
+    pipe: object
+    family: str
+    model_hash: str | None
+    on_device: bool = True
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family.startswith("sdxl")
+
+    @property
+    def is_inpaint(self) -> bool:
+        return self.family.endswith("-inpaint")
+
+
+@dataclass
+class GenerationResult:
+    request: GenerationRequest
+    images: list[Image.Image]
+    seeds: list[int]
+    infotexts: list[str]
+    model_name: str
+    model_hash: str | None
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+    paths: list[Path] = field(default_factory=list)
+
+
+class PipelineManager:
+    def __init__(self, settings: Settings, catalog: Catalog | None = None):
+        self.settings = settings
+        self.catalog = catalog or Catalog(settings.models_dir)
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.schedulers = SchedulerFactory()
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
+        self._active: str | None = None
+        # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
+        self._gpu = threading.RLock()
+        # Test hook (fault injection): an exception raised by the next UNet call.
+        self.fail_next_unet_call: BaseException | None = None
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    @property
+    def active(self) -> LoadedModel | None:
+        return self._models.get(self._active) if self._active else None
+
+    def loaded_names(self) -> list[str]:
+        return list(self._models)
+
+    def select(self, name: str) -> LoadedModel:
+        """Make `name` the active checkpoint (loading it if needed). A failed load raises
+        UserError and leaves the previous model active and usable."""
+        ckpt = self.catalog.find(name)
+        with self._gpu:
+            model = self._checkout(ckpt)
+            self._active = ckpt.name
+            return model
+
+    def _checkout(self, ckpt: Checkpoint) -> LoadedModel:
+        model = self._models.get(ckpt.name)
+        if model is not None:
+            self._models.move_to_end(ckpt.name)
+            if not model.on_device:
+                self._make_room_on_device(keep=ckpt.name)
+                self._move(model, to_device=True)
+            return model
+        if ckpt.kind == "file":
+            # Cheap header check first: a bad file must not evict anything.
+            detect_family(read_shapes(ckpt.filename))
+        self._make_room_on_device(keep=None)
+        t0 = time.perf_counter()
+        try:
+            pipe, family = load_pipeline(ckpt.filename, torch_dtype=self.dtype)
+        except UserError:
+            raise
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise UserError(f"could not load checkpoint {ckpt.file_label}: {e}", field="sd_model_checkpoint") from e
+        pipe.set_progress_bar_config(disable=True)
+        if self.device.type == "cpu":
+            _own_memory(pipe)
+        else:
+            pipe.to(self.device)
+        model = LoadedModel(ckpt, pipe, family, self.catalog.short_hash(ckpt))
+        self._models[ckpt.name] = model
+        log.info("loaded %s (%s) in %.1fs", ckpt.file_label, family, time.perf_counter() - t0)
+        self._trim()
+        return model
+
+    def _make_room_on_device(self, keep: str | None) -> None:
+        on_device = [n for n, m in self._models.items() if m.on_device and n != keep]
+        while len(on_device) >= self.settings.device_cache:
+            self._move(self._models[on_device.pop(0)], to_device=False)
+
+    def _trim(self) -> None:
+        limit = self.settings.device_cache + self.settings.cpu_cache
+        while len(self._models) > limit:
+            victim = next(n for n in self._models if n != self._active or len(self._models) == 1)
+            if victim == list(self._models)[-1]:
+                break
+            del self._models[victim]
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _move(self, model: LoadedModel, to_device: bool) -> None:
+        if to_device:
+            model.pipe.to(self.device)
+        else:
+            model.pipe.to("cpu")
+            if self.device.type == "cuda":
+                # Pinned memory makes the way back to the GPU a fast DMA copy.
+                for module in _modules(model.pipe):
+                    for t in list(module.parameters()) + list(module.buffers()):
+                        t.data = t.data.pin_memory()
+        model.on_device = to_device
+
+    def ensure_model(self, name: str | None) -> LoadedModel:
+        if name:
+            return self.select(name)
+        if self.active is None:
+            items = self.catalog.list()
+            if not items:
+                raise UserError("no checkpoint found: put a .safetensors file in "
+                                f"{self.catalog.checkpoints_dir} or start with --model", field="sd_model_checkpoint")
+            return self.select(items[0].name)
+        return self.active
+
+    # ---- generation --------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
+        """Run one request end to end. Thread-safe: requests take turns on the device."""
+        job = job or Job()
+        request = request.resolved_seed()
+        with self._gpu:
+            t0 = time.perf_counter()
+            model = self.ensure_model(request.sd_model_checkpoint)
+            timings = {"load": time.perf_counter() - t0}
+            try:
+                return self._generate(model, request, job, timings)
+            finally:
+                job.state = "done"
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache() if torch.cuda.memory_reserved() > 0.9 * torch.cuda.get_device_properties(
+                        self.device).total_memory else None
+
+    def _generate(self, model: LoadedModel, req: GenerationRequest, job: Job, timings: dict) -> GenerationResult:
+        seeds = req.seeds()
+        warnings: list[str] = []
+        images: list[Image.Image] = []
+        infotexts: list[str] = []
+        done_seeds: list[int] = []
+        prepared = tasks.prepare(req, model)  # resized init image, masks, crop region...
+        scheduler_cfg = model.pipe.scheduler.config
+        for b in range(req.n_iter):
+            if job.interrupted:
+                break
+            batch_seeds = seeds[b * req.batch_size:(b + 1) * req.batch_size]
+            job.start_batch(b, req.n_iter)
+            if tasks.skip_denoise(req):
+                for seed in batch_seeds:
+                    images.append(tasks.finish(prepared.image, prepared))
+                    done_seeds.append(seed)
+                    infotexts.append(self.infotext(req, model, seed))
+                continue
+            scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
+            warnings += [n for n in notes if n not in warnings]
+            pipe = tasks.task_pipeline(model, prepared, scheduler)
+            t = time.perf_counter()
+            enc = encode_prompts(
+                [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
+                [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
+                [req.prompt] * len(batch_seeds), [req.negative_prompt] * len(batch_seeds),
+                clip_skip=req.clip_skip, sdxl=model.is_sdxl,
+            )
+            warnings += [w for w in enc.warnings if w not in warnings]
+            timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
+            generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+            t = time.perf_counter()
+            latents = pipe(
+                **tasks.pipeline_inputs(req, prepared, model),
+                prompt_embeds=enc.prompt_embeds.to(self.device, model.pipe.unet.dtype),
+                negative_prompt_embeds=enc.negative_prompt_embeds.to(self.device, model.pipe.unet.dtype),
+                **({"pooled_prompt_embeds": enc.pooled_prompt_embeds.to(self.device, model.pipe.unet.dtype),
+                    "negative_pooled_prompt_embeds": enc.negative_pooled_prompt_embeds.to(
+                        self.device, model.pipe.unet.dtype)} if model.is_sdxl else {}),
+                num_inference_steps=req.steps,
+                guidance_scale=req.cfg_scale,
+                generator=generators if len(generators) > 1 else generators[0],
+                output_type="latent",
+                callback_on_step_end=self._step_callback(job),
+            ).images
+            self._sync()
+            timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
+            t = time.perf_counter()
+            decoded = self.decode(model, latents, warnings)
+            self._sync()
+            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
+            for img, seed in zip(decoded, batch_seeds):
+                img = tasks.finish(img, prepared)  # paste inpaint result back over the original
+                images.append(img)
+                done_seeds.append(seed)
+                infotexts.append(self.infotext(req, model, seed))
+        timings["total"] = sum(v for k, v in timings.items())
+        return GenerationResult(req, images, done_seeds, infotexts, model.ckpt.name, model.model_hash,
+                                warnings, timings, interrupted=job.interrupted)
+
+    def _step_callback(self, job: Job):
+        def on_step(pipe, i, t, kwargs):
+            if self.fail_next_unet_call is not None:
+                err, self.fail_next_unet_call = self.fail_next_unet_call, None
+                raise err
+            job.step = i + 1
+            job.total_steps = getattr(pipe, "_num_timesteps", None) or job.total_steps
+            if job.stop_requested:
+                pipe._interrupt = True  # this request's own pipeline object: nobody else's
+            job.notify()
+            return {}
+        return on_step
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def decode(self, model: LoadedModel, latents: torch.Tensor, warnings: list[str]) -> list[Image.Image]:
+        vae = model.pipe.vae
+        cfg = vae.config
+        lat = latents / cfg.scaling_factor
+        if getattr(cfg, "shift_factor", None):
+            lat = lat + cfg.shift_factor
+        out = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
+        if vae.dtype != torch.float32 and not torch.isfinite(out).all():
+            # The fp16 VAE overflowed (the "black image" bug): decode again in fp32.
+            vae.to(torch.float32)
+            try:
+                out = vae.decode(lat.float(), return_dict=False)[0]
+            finally:
+                vae.to(self.dtype)
+            warnings.append("the VAE produced NaNs in half precision; decoded in fp32 instead")
+        return model.pipe.image_processor.postprocess(out.float(), output_type="pil")
+
+    def infotext(self, req: GenerationRequest, model: LoadedModel, seed: int) -> str:
+        params: dict[str, object] = {
+            "Steps": req.steps,
+            "Sampler": req.sampler_name,
+            "Schedule type": req.scheduler,
+            "CFG scale": req.cfg_scale,
+            "Seed": seed,
+            "Size": f"{req.width}x{req.height}",
+            "Model hash": model.model_hash,
+            "Model": Path(model.ckpt.name).name,
+            "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
+        }
+        params.update(tasks.infotext_params(req))
+        params.update(dict(req.extra_params))
+        params["Version"] = f"v{__version__}"
+        return build_infotext(req.prompt, req.negative_prompt, params)

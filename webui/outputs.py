@@ -1,0 +1,52 @@
+"""Saving results in A1111's layout: outputs/<task>-images/YYYY-MM-DD/NNNNN-SEED.png, each PNG
+carrying the `parameters` chunk. A failing disk never loses an image: the result keeps the
+images in memory and gets a warning instead."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import threading
+from pathlib import Path
+
+from .engine import GenerationResult
+from .image_meta import save_png
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()  # numbering must not race between concurrent saves
+_NUM = re.compile(r"^(\d{5})-")
+
+
+def _next_number(folder: Path) -> int:
+    best = -1
+    for p in folder.iterdir():
+        m = _NUM.match(p.name)
+        if m:
+            best = max(best, int(m.group(1)))
+    return best + 1
+
+
+def task_folder(outputs_dir: Path, task: str) -> Path:
+    # A1111 keeps inpaint results with img2img.
+    kind = "txt2img" if task == "txt2img" else "img2img"
+    return Path(outputs_dir) / f"{kind}-images" / _dt.date.today().isoformat()
+
+
+def save_result(result: GenerationResult, outputs_dir: Path) -> GenerationResult:
+    """Write every image of `result`; fills result.paths. On error, adds a warning."""
+    folder = task_folder(outputs_dir, result.request.task)
+    try:
+        with _lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            n = _next_number(folder)
+            for i, (img, seed, info) in enumerate(zip(result.images, result.seeds, result.infotexts)):
+                path = folder / f"{n + i:05d}-{seed}.png"
+                save_png(img, path, info)
+                result.paths.append(path)
+    except OSError as e:
+        log.warning("could not save images to %s: %s", folder, e)
+        result.warnings.append(f"images were not saved to {folder} ({e.strerror or e}); "
+                               "download them from the gallery before closing the page")
+    return result

@@ -1,0 +1,261 @@
+"""The one request type. UI widgets, REST JSON and gradio_client calls all become a
+GenerationRequest here, validated once; everything inward trusts it.
+
+Field names are the A1111 API names so a request can be echoed back as `parameters`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from .errors import UserError
+from .samplers import SCHEDULE_TYPES, resolve_sampler
+from .settings import Limits
+
+TASKS = ("txt2img", "img2img", "inpaint")
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    task: str = "txt2img"
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: tuple[str, ...] = ()
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    sampler_name: str = "DPM++ 2M"
+    scheduler: str = "Automatic"
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    n_iter: int = 1
+    clip_skip: int = 1
+    sd_model_checkpoint: str | None = None  # None: the active model
+    sd_vae: str = "Automatic"
+    # img2img / inpaint
+    init_image: Image.Image | None = field(default=None, repr=False)
+    mask: Image.Image | None = field(default=None, repr=False)
+    denoising_strength: float = 0.75
+    resize_mode: int = 0
+    mask_blur: int = 4
+    inpainting_fill: int = 1
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: bool = False
+    # hires fix (txt2img)
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_denoising_strength: float = 0.7
+    save_images: bool = True
+    # Extra infotext keys from outside the engine (preset name, translated prompt...).
+    extra_params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def image_count(self) -> int:
+        return self.batch_size * self.n_iter
+
+    def replace(self, **changes) -> "GenerationRequest":
+        return dataclasses.replace(self, **changes)
+
+    def resolved_seed(self) -> "GenerationRequest":
+        """A copy with -1 seeds replaced by random ones, so the result can be reproduced."""
+        seed = self.seed if self.seed >= 0 else random.randrange(MAX_SEED)
+        subseed = self.subseed if self.subseed >= 0 else random.randrange(MAX_SEED)
+        return self.replace(seed=seed, subseed=subseed)
+
+    def seeds(self) -> list[int]:
+        """A1111 convention: image i of the job uses seed + i."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.image_count)]
+
+    def api_parameters(self) -> dict[str, Any]:
+        """The request echoed back as the A1111 API does (images left out)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Image.Image) or f.name == "extra_params":
+                continue
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+def _as_int(fields: dict, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    v = fields.get(name, default)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool):
+        raise UserError(f"{name} must be a whole number, got {v!r}", field=name)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a whole number, got {v!r}", field=name) from None
+    if not math.isfinite(f) or f != int(f):
+        raise UserError(f"{name} must be a whole number, got {v!r}", field=name)
+    i = int(f)
+    if (lo is not None and i < lo) or (hi is not None and i > hi):
+        raise UserError(f"{name} must be between {lo} and {hi}, got {i}", field=name)
+    return i
+
+
+def _as_float(fields: dict, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
+    v = fields.get(name, default)
+    if v is None or v == "":
+        return default
+    if isinstance(v, bool):
+        raise UserError(f"{name} must be a number, got {v!r}", field=name)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number, got {v!r}", field=name) from None
+    if not math.isfinite(f) or (lo is not None and f < lo) or (hi is not None and f > hi):
+        raise UserError(f"{name} must be between {lo} and {hi}, got {v!r}", field=name)
+    return f
+
+
+def _as_bool(fields: dict, name: str, default: bool) -> bool:
+    v = fields.get(name, default)
+    if isinstance(v, bool):
+        return v
+    if v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return v.lower() in ("true", "1", "yes")
+    if v is None:
+        return default
+    raise UserError(f"{name} must be true or false, got {v!r}", field=name)
+
+
+def _as_str(fields: dict, name: str, default: str, max_len: int) -> str:
+    v = fields.get(name, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise UserError(f"{name} must be text, got {type(v).__name__}", field=name)
+    if len(v) > max_len:
+        raise UserError(f"{name} is {len(v)} characters long; the limit is {max_len}", field=name)
+    return v
+
+
+def _size(fields: dict, name: str, default: int, hi: int) -> int:
+    v = _as_int(fields, name, default, 64, hi)
+    if v % 8:
+        raise UserError(f"{name} must be a multiple of 8 (e.g. {v - v % 8} or {v - v % 8 + 8}), got {v}",
+                        field=name)
+    return v
+
+
+def _choice(fields: dict, name: str, default, options) -> Any:
+    """Accept an option's index or its text (A1111 sends either for enums)."""
+    v = fields.get(name, default)
+    if v is None:
+        return default
+    if isinstance(v, str) and not v.isdigit():
+        for i, o in enumerate(options):
+            if v.lower() == o.lower():
+                return i
+        raise UserError(f"{name} must be one of {', '.join(options)}; got {v!r}", field=name)
+    return _as_int({name: v}, name, default, 0, len(options) - 1)
+
+
+def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img") -> GenerationRequest:
+    """Parse loosely typed fields (UI widgets or A1111 JSON) into a validated request.
+
+    Unknown keys are ignored, as A1111 does; every problem raises UserError naming the field.
+    """
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
+    sampler, schedule_from_name = resolve_sampler(_as_str(fields, "sampler_name", "DPM++ 2M", 100) or "DPM++ 2M")
+    scheduler = _as_str(fields, "scheduler", "", 100) or schedule_from_name
+    match = [s for s in SCHEDULE_TYPES if s.lower() == scheduler.lower()]
+    if not match:
+        raise UserError(f"unknown scheduler (schedule type) {scheduler!r}; available: {', '.join(SCHEDULE_TYPES)}",
+                        field="scheduler")
+    styles = fields.get("styles") or ()
+    if isinstance(styles, str):
+        styles = (styles,)
+    if not all(isinstance(s, str) for s in styles):
+        raise UserError("styles must be a list of style names", field="styles")
+    lim = limits
+    width = _size(fields, "width", 512, lim.max_width)
+    height = _size(fields, "height", 512, lim.max_height)
+    if width * height > lim.max_pixels:
+        raise UserError(f"{width}x{height} is {width * height} pixels; the limit is {lim.max_pixels}. "
+                        "Lower width or height (use hires fix to go larger).", field="width")
+    batch_size = _as_int(fields, "batch_size", 1, 1, lim.max_batch_size)
+    ckpt = fields.get("sd_model_checkpoint") or (fields.get("override_settings") or {}).get("sd_model_checkpoint")
+    if ckpt is not None and not isinstance(ckpt, str):
+        raise UserError("sd_model_checkpoint must be a checkpoint title or name", field="sd_model_checkpoint")
+    extra = fields.get("extra_params") or ()
+    if isinstance(extra, dict):
+        extra = tuple(extra.items())
+    req = GenerationRequest(
+        task=task,
+        prompt=_as_str(fields, "prompt", "", lim.max_prompt_chars),
+        negative_prompt=_as_str(fields, "negative_prompt", "", lim.max_prompt_chars),
+        styles=tuple(styles),
+        seed=_as_int(fields, "seed", -1, -1, MAX_SEED),
+        subseed=_as_int(fields, "subseed", -1, -1, MAX_SEED),
+        subseed_strength=_as_float(fields, "subseed_strength", 0.0, 0.0, 1.0),
+        sampler_name=sampler,
+        scheduler=match[0],
+        steps=_as_int(fields, "steps", 20, 1, lim.max_steps),
+        cfg_scale=_as_float(fields, "cfg_scale", 7.0, 1.0, 30.0),
+        width=width,
+        height=height,
+        batch_size=batch_size,
+        n_iter=_as_int(fields, "n_iter", 1, 1, lim.max_n_iter),
+        clip_skip=_as_int(fields, "clip_skip", 1, 1, 12),
+        sd_model_checkpoint=ckpt or None,
+        sd_vae=_as_str(fields, "sd_vae", "Automatic", 300) or "Automatic",
+        init_image=fields.get("init_image"),
+        mask=fields.get("mask"),
+        denoising_strength=_as_float(fields, "denoising_strength", 0.75, 0.0, 1.0),
+        resize_mode=_choice(fields, "resize_mode", 0, RESIZE_MODES),
+        mask_blur=_as_int(fields, "mask_blur", 4, 0, 64),
+        inpainting_fill=_choice(fields, "inpainting_fill", 1, MASKED_CONTENT),
+        inpaint_full_res=_as_bool(fields, "inpaint_full_res", False),
+        inpaint_full_res_padding=_as_int(fields, "inpaint_full_res_padding", 32, 0, 256),
+        inpainting_mask_invert=_as_bool(fields, "inpainting_mask_invert", False),
+        enable_hr=_as_bool(fields, "enable_hr", False),
+        hr_scale=_as_float(fields, "hr_scale", 2.0, 1.0, 4.0),
+        hr_upscaler=_as_str(fields, "hr_upscaler", "Latent", 300) or "Latent",
+        hr_second_pass_steps=_as_int(fields, "hr_second_pass_steps", 0, 0, lim.max_steps),
+        hr_resize_x=_as_int(fields, "hr_resize_x", 0, 0, lim.max_width),
+        hr_resize_y=_as_int(fields, "hr_resize_y", 0, 0, lim.max_height),
+        hr_denoising_strength=_as_float(fields, "hr_denoising_strength",
+                                        _as_float(fields, "denoising_strength", 0.7, 0.0, 1.0), 0.0, 1.0),
+        save_images=_as_bool(fields, "save_images", True),
+        extra_params=tuple((str(k), str(v)) for k, v in extra),
+    )
+    if task != "txt2img":
+        if req.init_image is None:
+            raise UserError(f"{task} needs an input image", field="init_images")
+        if not isinstance(req.init_image, Image.Image):
+            raise UserError("init image is not an image", field="init_images")
+        if req.init_image.width * req.init_image.height > lim.max_upload_pixels:
+            raise UserError(f"the input image is {req.init_image.width}x{req.init_image.height}; the limit is "
+                            f"{lim.max_upload_pixels} pixels. Downscale it first.", field="init_images")
+    if task == "inpaint":
+        if req.mask is None:
+            raise UserError("inpaint needs a mask: paint over the area to change, or upload a mask image",
+                            field="mask")
+        if req.mask.size != req.init_image.size:
+            raise UserError(f"the mask is {req.mask.width}x{req.mask.height} but the image is "
+                            f"{req.init_image.width}x{req.init_image.height}; they must be the same size",
+                            field="mask")
+    return req

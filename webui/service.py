@@ -1,0 +1,83 @@
+"""The one function the UI and the REST API both call: fields in, saved result out.
+
+Service holds what the app builds once at start-up (settings, catalog, the pipeline manager,
+the job registry) and passes to the UI and API builders -- there are no other globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .catalog import Catalog
+from .engine import GenerationResult, PipelineManager
+from .errors import UserError
+from .jobs import Job, JobRegistry
+from .outputs import save_result
+from .request import GenerationRequest, build_request
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloured noise. It is here "
+               "to try the interface. Put a real checkpoint in models/Stable-diffusion (or start with "
+               "--model) to paint portraits.")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    catalog: Catalog
+    manager: PipelineManager
+    jobs: JobRegistry = field(default_factory=JobRegistry)
+
+    @classmethod
+    def create(cls, settings: Settings, load_model: bool = True) -> "Service":
+        if settings.demo:
+            from .tiny_models import ensure_demo_model
+            ensure_demo_model(settings.models_dir)
+        catalog = Catalog(settings.models_dir)
+        if settings.model:
+            first = catalog.add(settings.model)
+        elif settings.demo:
+            first = catalog.find("demo-tiny-sd15")
+        else:
+            first = catalog.list()[0] if catalog.list() else None
+        manager = PipelineManager(settings, catalog)
+        service = cls(settings, catalog, manager)
+        if load_model and first is not None:
+            manager.select(first.name)
+        return service
+
+    @property
+    def demo_active(self) -> bool:
+        m = self.manager.active
+        return m is not None and m.ckpt.name.endswith("demo-tiny-sd15")
+
+    def request(self, fields: dict[str, Any], task: str = "txt2img") -> GenerationRequest:
+        return build_request(fields, self.settings.limits, task)
+
+    def generate(self, req: GenerationRequest, owner: str | None = None,
+                 listener: Callable[[Job], None] | None = None, job: Job | None = None) -> GenerationResult:
+        """Run a validated request and save its images (a failed save only adds a warning)."""
+        job = job or self.jobs.new(owner)
+        job.listener = listener
+        result = self.manager.generate(req, job)
+        if req.save_images:
+            save_result(result, self.settings.outputs_dir)
+        return result
+
+    def select_model(self, name: str) -> str:
+        model = self.manager.select(name)
+        return self.catalog.title(model.ckpt)
+
+    def checkpoint_titles(self) -> list[str]:
+        return [self.catalog.title(c) for c in self.catalog.list()]
+
+    def active_title(self) -> str | None:
+        m = self.manager.active
+        return self.catalog.title(m.ckpt) if m else None
+
+
+__all__ = ["DEMO_NOTICE", "Service", "UserError"]
