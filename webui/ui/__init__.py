@@ -1,6 +1,13 @@
-"""The Gradio Blocks front end: a checkpoint bar on top, one tab per task."""
+"""The Gradio Blocks front end: a checkpoint bar on top, one tab per task.
+
+Each tab is a module with `build(service, shared)`; `shared` carries the widgets several tabs
+use (the checkpoint dropdown, the Tabs container for "send to" buttons, each tab's Controls).
+Add a tab by adding it to TABS.
+"""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -40,10 +47,19 @@ def build_ui(service) -> gr.Blocks:
         refresh.click(refresh_list, None, checkpoint, **PRIVATE)
         checkpoint.input(switch, checkpoint, checkpoint, **PRIVATE, **GPU)
 
-        with gr.Tabs():
-            with gr.Tab("txt2img", id="txt2img"):
-                txt2img.build(service, checkpoint)
+        shared = SimpleNamespace(checkpoint=checkpoint, tabs=None, controls={})
+        with gr.Tabs() as tabs:
+            shared.tabs = tabs
+            for tab_id, label, module in TABS:
+                with gr.Tab(label, id=tab_id):
+                    shared.controls[tab_id] = module.build(service, shared)
     return demo
+
+
+# (tab id, label, module with build(service, shared))
+TABS = [
+    ("txt2img", "txt2img", txt2img),
+]
 
 
 def launch_kwargs(service) -> dict:

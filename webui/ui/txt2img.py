@@ -8,7 +8,8 @@ import gradio as gr
 from .common import GPU, Controls, prompt_row, results_panel, run_generation, sampling_controls, wire_seed_buttons
 
 
-def build(service, checkpoint: gr.Dropdown) -> Controls:
+def build(service, shared) -> Controls:
+    checkpoint = shared.checkpoint
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("txt2img")
     with gr.Row():
