@@ -19,6 +19,7 @@ class Job:
     owner: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "queued"          # queued -> running -> done
+    queue_position: int | None = None  # set by the GPU queue while waiting (0 = next)
     image_index: int = 0           # which batch (of n_iter) is being denoised
     image_count: int = 0
     step: int = 0
