@@ -1,0 +1,32 @@
+"""Driving Gradio widgets by elem_id the way a person does: typing, pressing Enter, clicking."""
+
+from __future__ import annotations
+
+
+def set_slider(page, elem_id: str, value) -> None:
+    """Type into the slider's number box and commit it."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def set_number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def fill_text(page, elem_id: str, text: str) -> None:
+    page.locator(f"#{elem_id} textarea").fill(text)
+
+
+def text_value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} textarea").input_value()
+
+
+def slider_value(page, elem_id: str) -> float:
+    return float(page.locator(f"#{elem_id} input[type=number]").input_value())
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label).click()
