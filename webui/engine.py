@@ -25,11 +25,12 @@ from .checkpoints import detect_family, load_pipeline, read_shapes
 from .errors import UserError
 from .infotext import build_infotext
 from .jobs import Job
+from .memory import stage_peak
 from .prompt_encoder import encode_prompts
 from .request import GenerationRequest
 from .samplers import SchedulerFactory
 from .settings import Settings
-from . import tasks
+from . import detailer, hires, tasks
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class GenerationResult:
     model_hash: str | None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # Peak memory per stage in MiB ("base", "hires", "face detail"; see memory.py).
+    memory: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     paths: list[Path] = field(default_factory=list)
 
@@ -218,8 +221,29 @@ class PipelineManager:
                     torch.cuda.empty_cache() if torch.cuda.memory_reserved() > 0.9 * torch.cuda.get_device_properties(
                         self.device).total_memory else None
 
+    def detail_faces(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
+        """The face detail pass alone, on request.init_image at its own size (the Extras tab)."""
+        job = job or Job()
+        request = request.resolved_seed()
+        with self._gpu:
+            model = self.ensure_model(request.sd_model_checkpoint)
+            warnings: list[str] = []
+            timings: dict[str, float] = {}
+            memory: dict[str, float] = {}
+            try:
+                with stage_peak(self.device, memory, "face detail"):
+                    image, params = detailer.engine_pass(self, model, request, request.init_image.convert("RGB"),
+                                                         request.seed, job, warnings, timings)
+            finally:
+                job.state = "done"
+            shown = request.replace(task="txt2img", enable_hr=False, width=image.width, height=image.height)
+            info = self.infotext(shown, model, request.seed, params)
+            return GenerationResult(request, [image], [request.seed], [info], model.ckpt.name, model.model_hash,
+                                    warnings, timings, memory, interrupted=job.interrupted)
+
     def _generate(self, model: LoadedModel, req: GenerationRequest, job: Job, timings: dict) -> GenerationResult:
         seeds = req.seeds()
+        memory: dict[str, float] = {}
         warnings: list[str] = []
         images: list[Image.Image] = []
         infotexts: list[str] = []
@@ -232,52 +256,67 @@ class PipelineManager:
             batch_seeds = seeds[b * req.batch_size:(b + 1) * req.batch_size]
             job.start_batch(b, req.n_iter)
             if tasks.skip_denoise(req):
-                for seed in batch_seeds:
-                    images.append(tasks.finish(prepared.image, prepared))
-                    done_seeds.append(seed)
-                    infotexts.append(self.infotext(req, model, seed))
-                continue
-            scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
-            warnings += [n for n in notes if n not in warnings]
-            pipe = tasks.task_pipeline(model, prepared, scheduler)
-            t = time.perf_counter()
-            enc = encode_prompts(
-                [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
-                [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
-                [req.prompt] * len(batch_seeds), [req.negative_prompt] * len(batch_seeds),
-                clip_skip=req.clip_skip, sdxl=model.is_sdxl,
-            )
-            warnings += [w for w in enc.warnings if w not in warnings]
-            timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
-            generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
-            t = time.perf_counter()
-            latents = pipe(
-                **tasks.pipeline_inputs(req, prepared, model),
-                prompt_embeds=enc.prompt_embeds.to(self.device, model.pipe.unet.dtype),
-                negative_prompt_embeds=enc.negative_prompt_embeds.to(self.device, model.pipe.unet.dtype),
-                **({"pooled_prompt_embeds": enc.pooled_prompt_embeds.to(self.device, model.pipe.unet.dtype),
-                    "negative_pooled_prompt_embeds": enc.negative_pooled_prompt_embeds.to(
-                        self.device, model.pipe.unet.dtype)} if model.is_sdxl else {}),
-                num_inference_steps=req.steps,
-                guidance_scale=req.cfg_scale,
-                generator=generators if len(generators) > 1 else generators[0],
-                output_type="latent",
-                callback_on_step_end=self._step_callback(job),
-            ).images
-            self._sync()
-            timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
-            t = time.perf_counter()
-            decoded = self.decode(model, latents, warnings)
-            self._sync()
-            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
+                decoded = [prepared.image] * len(batch_seeds)
+            else:
+                scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
+                warnings += [n for n in notes if n not in warnings]
+                pipe = tasks.task_pipeline(model, prepared, scheduler)
+                t = time.perf_counter()
+                embeds = self.embeds(model, pipe, req.prompt, req.negative_prompt, len(batch_seeds), req.clip_skip,
+                                     warnings)
+                timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
+                generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+                t = time.perf_counter()
+                with stage_peak(self.device, memory, "base"):
+                    latents = pipe(
+                        **tasks.pipeline_inputs(req, prepared, model),
+                        **embeds,
+                        num_inference_steps=req.steps,
+                        guidance_scale=req.cfg_scale,
+                        generator=generators if len(generators) > 1 else generators[0],
+                        output_type="latent",
+                        callback_on_step_end=self._step_callback(job),
+                    ).images
+                    self._sync()
+                    timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
+                    if not (hires.wanted(req) and not job.stop_requested):  # else the hires pass decodes
+                        t = time.perf_counter()
+                        decoded = self.decode(model, latents, warnings)
+                        self._sync()
+                        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
+                if hires.wanted(req) and not job.stop_requested:
+                    with stage_peak(self.device, memory, "hires"):
+                        decoded = hires.second_pass(self, model, req, latents, batch_seeds, embeds, job,
+                                                    warnings, timings)
             for img, seed in zip(decoded, batch_seeds):
                 img = tasks.finish(img, prepared)  # paste inpaint result back over the original
+                extra = {}
+                if req.face_detail and not job.interrupted:
+                    with stage_peak(self.device, memory, "face detail"):
+                        img, extra = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
                 images.append(img)
                 done_seeds.append(seed)
-                infotexts.append(self.infotext(req, model, seed))
+                infotexts.append(self.infotext(req, model, seed, extra))
         timings["total"] = sum(v for k, v in timings.items())
         return GenerationResult(req, images, done_seeds, infotexts, model.ckpt.name, model.model_hash,
-                                warnings, timings, interrupted=job.interrupted)
+                                warnings, timings, memory, interrupted=job.interrupted)
+
+    def embeds(self, model: LoadedModel, pipe, prompt: str, negative: str, count: int, clip_skip: int,
+               warnings: list[str]) -> dict:
+        """Prompt embeddings (A1111 syntax, long prompts) as pipeline keyword arguments."""
+        enc = encode_prompts(
+            [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
+            [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
+            [prompt] * count, [negative] * count, clip_skip=clip_skip, sdxl=model.is_sdxl,
+        )
+        warnings += [w for w in enc.warnings if w not in warnings]
+        dev, dt = self.device, model.pipe.unet.dtype
+        out = {"prompt_embeds": enc.prompt_embeds.to(dev, dt),
+               "negative_prompt_embeds": enc.negative_prompt_embeds.to(dev, dt)}
+        if model.is_sdxl:
+            out["pooled_prompt_embeds"] = enc.pooled_prompt_embeds.to(dev, dt)
+            out["negative_pooled_prompt_embeds"] = enc.negative_pooled_prompt_embeds.to(dev, dt)
+        return out
 
     def _step_callback(self, job: Job):
         def on_step(pipe, i, t, kwargs):
@@ -303,18 +342,20 @@ class PipelineManager:
         lat = latents / cfg.scaling_factor
         if getattr(cfg, "shift_factor", None):
             lat = lat + cfg.shift_factor
-        out = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
-        if vae.dtype != torch.float32 and not torch.isfinite(out).all():
-            # The fp16 VAE overflowed (the "black image" bug): decode again in fp32.
-            vae.to(torch.float32)
-            try:
-                out = vae.decode(lat.float(), return_dict=False)[0]
-            finally:
-                vae.to(self.dtype)
-            warnings.append("the VAE produced NaNs in half precision; decoded in fp32 instead")
+        pixels = lat.shape[0] * lat.shape[2] * lat.shape[3] * model.pipe.vae_scale_factor ** 2
+        with hires.vae_tiling(vae, pixels):  # large decodes go tile by tile (memory)
+            out = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
+            if vae.dtype != torch.float32 and not torch.isfinite(out).all():
+                # The fp16 VAE overflowed (the "black image" bug): decode again in fp32.
+                vae.to(torch.float32)
+                try:
+                    out = vae.decode(lat.float(), return_dict=False)[0]
+                finally:
+                    vae.to(self.dtype)
+                warnings.append("the VAE produced NaNs in half precision; decoded in fp32 instead")
         return model.pipe.image_processor.postprocess(out.float(), output_type="pil")
 
-    def infotext(self, req: GenerationRequest, model: LoadedModel, seed: int) -> str:
+    def infotext(self, req: GenerationRequest, model: LoadedModel, seed: int, extra: dict | None = None) -> str:
         params: dict[str, object] = {
             "Steps": req.steps,
             "Sampler": req.sampler_name,
@@ -327,6 +368,8 @@ class PipelineManager:
             "Clip skip": req.clip_skip if req.clip_skip > 1 else None,
         }
         params.update(tasks.infotext_params(req))
+        params.update(hires.infotext_params(req))
+        params.update(extra or {})
         params.update(dict(req.extra_params))
         params["Version"] = f"v{__version__}"
         return build_infotext(req.prompt, req.negative_prompt, params)

@@ -17,6 +17,9 @@ from PIL import Image
 from .errors import UserError
 from .samplers import SCHEDULE_TYPES, resolve_sampler
 from .settings import Limits
+from .detailer import face_fields_from_alwayson
+from .faces import ORDERS as FACE_ORDERS
+from .hires import SAME_SAMPLER, SAME_SCHEDULER, check_request as check_hires_request
 
 TASKS = ("txt2img", "img2img", "inpaint")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
@@ -62,6 +65,24 @@ class GenerationRequest:
     hr_resize_x: int = 0
     hr_resize_y: int = 0
     hr_denoising_strength: float = 0.7
+    hr_prompt: str = ""            # "" = the main prompt
+    hr_negative_prompt: str = ""
+    hr_sampler_name: str = "Use same sampler"
+    hr_scheduler: str = "Use same scheduler"
+    # face detail pass after txt2img / img2img / inpaint (detailer.py)
+    face_detail: bool = False
+    face_detail_prompt: str = ""   # "" = the main prompt; "[SEP]" separates per-face prompts
+    face_detail_negative_prompt: str = ""
+    face_detail_denoising_strength: float = 0.4
+    face_detail_steps: int = 0     # 0 = same as steps
+    face_detail_max_faces: int = 4  # 0 = all
+    face_detail_confidence: float = 0.3
+    face_detail_padding: int = 32
+    face_detail_blur: int = 4
+    face_detail_detector: str = "haar"
+    face_detail_order: str = "largest"
+    face_detail_width: int = 0     # 0 = the model's native size (512 SD1, 1024 SDXL)
+    face_detail_height: int = 0
     save_images: bool = True
     # Extra infotext keys from outside the engine (preset name, translated prompt...).
     extra_params: tuple[tuple[str, str], ...] = ()
@@ -172,6 +193,41 @@ def _choice(fields: dict, name: str, default, options) -> Any:
     return _as_int({name: v}, name, default, 0, len(options) - 1)
 
 
+def _hr_sampler(fields: dict) -> str:
+    name = _as_str(fields, "hr_sampler_name", SAME_SAMPLER, 100) or SAME_SAMPLER
+    if name.lower() == SAME_SAMPLER.lower():
+        return SAME_SAMPLER
+    try:
+        return resolve_sampler(name)[0]
+    except UserError as e:
+        raise UserError(f"hires sampler: {e}", field="hr_sampler_name") from None
+
+
+def _hr_scheduler(fields: dict) -> str:
+    name = _as_str(fields, "hr_scheduler", SAME_SCHEDULER, 100) or SAME_SCHEDULER
+    if name.lower() == SAME_SCHEDULER.lower():
+        return SAME_SCHEDULER
+    match = [s for s in SCHEDULE_TYPES if s.lower() == name.lower()]
+    if not match:
+        raise UserError(f"unknown hires schedule type {name!r}; use {SAME_SCHEDULER!r} or one of "
+                        f"{', '.join(SCHEDULE_TYPES)}", field="hr_scheduler")
+    return match[0]
+
+
+def _face_order(fields: dict) -> str:
+    order = _as_str(fields, "face_detail_order", "largest", 50) or "largest"
+    if order not in FACE_ORDERS:
+        raise UserError(f"face_detail_order must be one of {', '.join(FACE_ORDERS)}; got {order!r}",
+                        field="face_detail_order")
+    return order
+
+
+def _face_size(fields: dict, name: str, hi: int) -> int:
+    if not fields.get(name):
+        return 0
+    return _size(fields, name, 0, hi)
+
+
 def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img") -> GenerationRequest:
     """Parse loosely typed fields (UI widgets or A1111 JSON) into a validated request.
 
@@ -200,6 +256,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     ckpt = fields.get("sd_model_checkpoint") or (fields.get("override_settings") or {}).get("sd_model_checkpoint")
     if ckpt is not None and not isinstance(ckpt, str):
         raise UserError("sd_model_checkpoint must be a checkpoint title or name", field="sd_model_checkpoint")
+    fields = {**face_fields_from_alwayson(fields.get("alwayson_scripts")), **fields}
     extra = fields.get("extra_params") or ()
     if isinstance(extra, dict):
         extra = tuple(extra.items())
@@ -239,9 +296,27 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         hr_resize_y=_as_int(fields, "hr_resize_y", 0, 0, lim.max_height),
         hr_denoising_strength=_as_float(fields, "hr_denoising_strength",
                                         _as_float(fields, "denoising_strength", 0.7, 0.0, 1.0), 0.0, 1.0),
+        hr_prompt=_as_str(fields, "hr_prompt", "", lim.max_prompt_chars),
+        hr_negative_prompt=_as_str(fields, "hr_negative_prompt", "", lim.max_prompt_chars),
+        hr_sampler_name=_hr_sampler(fields),
+        hr_scheduler=_hr_scheduler(fields),
+        face_detail=_as_bool(fields, "face_detail", False),
+        face_detail_prompt=_as_str(fields, "face_detail_prompt", "", lim.max_prompt_chars),
+        face_detail_negative_prompt=_as_str(fields, "face_detail_negative_prompt", "", lim.max_prompt_chars),
+        face_detail_denoising_strength=_as_float(fields, "face_detail_denoising_strength", 0.4, 0.0, 1.0),
+        face_detail_steps=_as_int(fields, "face_detail_steps", 0, 0, lim.max_steps),
+        face_detail_max_faces=_as_int(fields, "face_detail_max_faces", 4, 0, 64),
+        face_detail_confidence=_as_float(fields, "face_detail_confidence", 0.3, 0.0, 1.0),
+        face_detail_padding=_as_int(fields, "face_detail_padding", 32, 0, 512),
+        face_detail_blur=_as_int(fields, "face_detail_blur", 4, 0, 128),
+        face_detail_detector=_as_str(fields, "face_detail_detector", "haar", 200) or "haar",
+        face_detail_order=_face_order(fields),
+        face_detail_width=_face_size(fields, "face_detail_width", lim.max_width),
+        face_detail_height=_face_size(fields, "face_detail_height", lim.max_height),
         save_images=_as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )
+    check_hires_request(req, lim.max_pixels)
     if task != "txt2img":
         if req.init_image is None:
             raise UserError(f"{task} needs an input image", field="init_images")
