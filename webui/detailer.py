@@ -94,30 +94,44 @@ def _grow(box: FaceBox, size: tuple[int, int]) -> tuple[int, int, int, int]:
     return max(0, box.x - gx), max(0, box.y - gy), min(size[0], box.x + box.w + gx), min(size[1], box.y + box.h + gy)
 
 
+@dataclass(frozen=True)
+class FacePlan:
+    box: FaceBox
+    mask: Image.Image                  # full-size feathered mask
+    region: tuple[int, int, int, int]  # crop box in the image
+
+
+def plan_faces(image: Image.Image, options: FaceDetailOptions, detector, size: tuple[int, int]) -> list[FacePlan]:
+    """Detect and select faces, and for each the feathered mask and the crop region."""
+    faces = select_faces(detector.detect(image), options.max_faces, options.confidence, options.order)
+    plans = []
+    for face in faces:
+        shape_box = _grow(face, image.size)
+        mask = feathered_mask(image.size, shape_box, options.blur, "ellipse")
+        # The crop holds the whole feathered mask plus padding, so no edge of it is cut hard.
+        r = options.blur
+        outer = (shape_box[0] - r, shape_box[1] - r, shape_box[2] + r, shape_box[3] + r)
+        plans.append(FacePlan(face, mask, face_crop_region(outer, image.size, options.padding, size[0] / size[1])))
+    return plans
+
+
 def detail_faces(image: Image.Image, options: FaceDetailOptions, detector, inpaint: InpaintFn,
                  size: tuple[int, int], main_prompt: str = "", main_negative: str = "") -> FaceDetailResult:
     """Run the face pass on ``image`` with ``inpaint`` doing the repainting at ``size``."""
     image = image.convert("RGB")
-    faces = select_faces(detector.detect(image), options.max_faces, options.confidence, options.order)
-    result = FaceDetailResult(image, faces)
-    if not faces:
+    plans = plan_faces(image, options, detector, size)
+    result = FaceDetailResult(image, [p.box for p in plans], [p.mask for p in plans])
+    if not plans:
         result.warnings.append("face detail: no face found, the image is unchanged (lower the confidence or "
                                "try another detector)")
         return result
-    prompts = face_prompts(options.prompt, main_prompt, len(faces))
-    negatives = face_prompts(options.negative_prompt, main_negative, len(faces))
-    for face, prompt, negative in zip(faces, prompts, negatives):
-        shape_box = _grow(face, image.size)
-        mask = feathered_mask(image.size, shape_box, options.blur, "ellipse")
-        # The crop holds the whole feathered mask plus padding, so no edge of it is cut hard.
-        reach = options.blur
-        outer = (shape_box[0] - reach, shape_box[1] - reach, shape_box[2] + reach, shape_box[3] + reach)
-        region = face_crop_region(outer, image.size, options.padding, size[0] / size[1])
-        crop = image.crop(region).resize(size, Image.Resampling.LANCZOS)
-        crop_mask = mask.crop(region).resize(size, Image.Resampling.LANCZOS)
+    prompts = face_prompts(options.prompt, main_prompt, len(plans))
+    negatives = face_prompts(options.negative_prompt, main_negative, len(plans))
+    for plan, prompt, negative in zip(plans, prompts, negatives):
+        crop = image.crop(plan.region).resize(size, Image.Resampling.LANCZOS)
+        crop_mask = plan.mask.crop(plan.region).resize(size, Image.Resampling.LANCZOS)
         repainted = inpaint(crop, crop_mask, prompt, negative)
-        image = paste_crop(image, repainted, region, mask)
-        result.masks.append(mask)
+        image = paste_crop(image, repainted, plan.region, plan.mask)
     result.image = image
     return result
 

@@ -221,6 +221,12 @@ class PipelineManager:
                     torch.cuda.empty_cache() if torch.cuda.memory_reserved() > 0.9 * torch.cuda.get_device_properties(
                         self.device).total_memory else None
 
+    def upscale_image(self, image: Image.Image, upscaler: str, size: tuple[int, int]) -> Image.Image:
+        """A pixel upscaler (Lanczos, Nearest, ESRGAN file) on one image, e.g. for the Extras tab;
+        model upscalers run on the device, so they take their turn like generations."""
+        with self._gpu:
+            return hires.upscale_pixels([image], upscaler, size, size, self.settings.models_dir, str(self.device))[0]
+
     def detail_faces(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
         """The face detail pass alone, on request.init_image at its own size (the Extras tab)."""
         job = job or Job()

@@ -15,8 +15,14 @@ from .image_meta import save_png
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()  # numbering must not race between concurrent saves
-_NUM = re.compile(r"^(\d{5})-")
+save_lock = threading.Lock()  # numbering must not race between concurrent saves
+_lock = save_lock
+_NUM = re.compile(r"^(\d{5})[-.]")
+
+
+def next_number(folder: Path) -> int:
+    """The next free NNNNN prefix in `folder` (extras files are named NNNNN.png)."""
+    return _next_number(folder)
 
 
 def _next_number(folder: Path) -> int:
