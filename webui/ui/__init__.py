@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..service import DEMO_NOTICE
-from . import txt2img
+from . import extras, txt2img
 from .common import GPU, PRIVATE
 
 CSS = """
@@ -59,6 +59,7 @@ def build_ui(service) -> gr.Blocks:
 # (tab id, label, module with build(service, shared))
 TABS = [
     ("txt2img", "txt2img", txt2img),
+    ("extras", "Extras", extras),
 ]
 
 

@@ -75,6 +75,74 @@ def sampling_controls(tab: str, limits) -> dict:
                 batch_size=batch_size, cfg_scale=cfg, seed=seed, _dice=dice, _reuse=reuse)
 
 
+def hires_controls(tab: str, service) -> dict:
+    """The hires fix accordion (txt2img). Keys are request field names."""
+    from ..hires import SAME_SAMPLER, SAME_SCHEDULER
+    from ..upscalers import list_upscalers
+
+    limits = service.settings.limits
+    with gr.Accordion("Hires fix", open=False, elem_id=f"{tab}_hires"):
+        enable = gr.Checkbox(False, label="Enable hires fix", elem_id=f"{tab}_enable_hr")
+        with gr.Row():
+            upscaler = gr.Dropdown(list_upscalers(service.settings.models_dir), value="Latent", label="Upscaler",
+                                   elem_id=f"{tab}_hr_upscaler")
+            steps = gr.Slider(0, limits.max_steps, value=0, step=1, label="Hires steps (0 = same as sampling steps)",
+                              elem_id=f"{tab}_hires_steps")
+            denoise = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength", elem_id=f"{tab}_denoising")
+        with gr.Row():
+            scale = gr.Slider(1, 4, value=2, step=0.05, label="Upscale by", elem_id=f"{tab}_hr_scale")
+            resize_x = gr.Slider(0, limits.max_width, value=0, step=8, label="Resize width to (0 = by factor)",
+                                 elem_id=f"{tab}_hr_resize_x")
+            resize_y = gr.Slider(0, limits.max_height, value=0, step=8, label="Resize height to (0 = by factor)",
+                                 elem_id=f"{tab}_hr_resize_y")
+        with gr.Row():
+            sampler = gr.Dropdown([SAME_SAMPLER] + AVAILABLE_SAMPLERS, value=SAME_SAMPLER, label="Hires sampling method",
+                                  elem_id=f"{tab}_hr_sampler")
+            schedule = gr.Dropdown([SAME_SCHEDULER] + list(SCHEDULE_TYPES), value=SAME_SCHEDULER,
+                                   label="Hires schedule type", elem_id=f"{tab}_hr_scheduler")
+        hr_prompt = gr.Textbox(label="Hires prompt (empty = same as prompt)", lines=1, elem_id=f"{tab}_hr_prompt")
+        hr_negative = gr.Textbox(label="Hires negative prompt (empty = same)", lines=1, elem_id=f"{tab}_hr_neg_prompt")
+    return dict(enable_hr=enable, hr_upscaler=upscaler, hr_second_pass_steps=steps, denoising_strength=denoise,
+                hr_scale=scale, hr_resize_x=resize_x, hr_resize_y=resize_y, hr_sampler_name=sampler,
+                hr_scheduler=schedule, hr_prompt=hr_prompt, hr_negative_prompt=hr_negative)
+
+
+def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
+    """The face detail accordion (txt2img, img2img, inpaint, Extras). Keys are request field
+    names; defaults suit portraits (denoising 0.4 keeps the likeness)."""
+    from ..faces import ORDERS, list_detectors
+
+    def body():
+        enable = None
+        if not standalone:
+            enable = gr.Checkbox(False, label="Detail faces after generating", elem_id=f"{tab}_face_detail")
+        prompt = gr.Textbox(label="Face prompt (empty = main prompt; [SEP] = one per face, [PROMPT] = main prompt)",
+                            lines=2, elem_id=f"{tab}_face_prompt")
+        negative = gr.Textbox(label="Face negative prompt (empty = main)", lines=1, elem_id=f"{tab}_face_neg_prompt")
+        with gr.Row():
+            denoise = gr.Slider(0, 1, value=0.4, step=0.01, label="Face denoising strength",
+                                elem_id=f"{tab}_face_denoising")
+            max_faces = gr.Slider(0, 16, value=4, step=1, label="Max faces (0 = all)", elem_id=f"{tab}_face_max")
+            confidence = gr.Slider(0, 1, value=0.3, step=0.01, label="Detection confidence",
+                                   elem_id=f"{tab}_face_confidence")
+        with gr.Row():
+            padding = gr.Slider(0, 256, value=32, step=4, label="Crop padding (px)", elem_id=f"{tab}_face_padding")
+            blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px)", elem_id=f"{tab}_face_blur")
+            detector = gr.Dropdown(list_detectors(service.settings.models_dir), value="haar", label="Face detector",
+                                   elem_id=f"{tab}_face_detector")
+            order = gr.Dropdown(list(ORDERS), value="largest", label="Face order", elem_id=f"{tab}_face_order")
+        out = dict(face_detail_prompt=prompt, face_detail_negative_prompt=negative,
+                   face_detail_denoising_strength=denoise, face_detail_max_faces=max_faces,
+                   face_detail_confidence=confidence, face_detail_padding=padding, face_detail_blur=blur,
+                   face_detail_detector=detector, face_detail_order=order)
+        return ({"face_detail": enable} if enable is not None else {}) | out
+
+    if standalone:
+        return body()
+    with gr.Accordion("Face detail", open=False, elem_id=f"{tab}_face_detail_accordion"):
+        return body()
+
+
 def results_panel(tab: str) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
     gallery = gr.Gallery(label="Output", format="png", columns=2, height=520, object_fit="contain",
                          elem_id=f"{tab}_gallery", buttons=["download", "fullscreen"], interactive=False)

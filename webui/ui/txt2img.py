@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import GPU, Controls, prompt_row, results_panel, run_generation, sampling_controls, wire_seed_buttons
+from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
+                     sampling_controls, wire_seed_buttons)
 
 
 def build(service, shared) -> Controls:
@@ -15,6 +16,8 @@ def build(service, shared) -> Controls:
     with gr.Row():
         with gr.Column(scale=1):
             s = sampling_controls("txt2img", limits)
+            hr = hires_controls("txt2img", service)
+            fd = face_detail_controls("txt2img", service)
         with gr.Column(scale=1):
             gallery, info, state = results_panel("txt2img")
     c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
@@ -23,17 +26,28 @@ def build(service, shared) -> Controls:
 
     def txt2img(prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int, width: int,
                 height: int, sampler_name: str, scheduler: str, batch_size: int, n_iter: int,
-                sd_model_checkpoint: str | None = None, request: gr.Request = None,
-                progress=gr.Progress()):
-        """Generate images from a prompt. Returns the images (PNG with A1111 metadata) and the
-        infotext of the first one."""
+                sd_model_checkpoint: str | None = None,
+                enable_hr: bool = False, hr_upscaler: str = "Latent", hr_second_pass_steps: int = 0,
+                denoising_strength: float = 0.7, hr_scale: float = 2.0, hr_resize_x: int = 0, hr_resize_y: int = 0,
+                hr_sampler_name: str = "Use same sampler", hr_scheduler: str = "Use same scheduler",
+                hr_prompt: str = "", hr_negative_prompt: str = "",
+                face_detail: bool = False, face_detail_prompt: str = "", face_detail_negative_prompt: str = "",
+                face_detail_denoising_strength: float = 0.4, face_detail_max_faces: int = 4,
+                face_detail_confidence: float = 0.3, face_detail_padding: int = 32, face_detail_blur: int = 4,
+                face_detail_detector: str = "haar", face_detail_order: str = "largest",
+                request: gr.Request = None, progress=gr.Progress()):
+        """Generate images from a prompt, optionally with hires fix and a face detail pass.
+        Returns the images (PNG with A1111 metadata) and the infotext of the first one."""
+        quality = {k: v for k, v in locals().items()
+                   if k.startswith(("hr_", "face_detail")) or k in ("enable_hr", "denoising_strength")}
         fields = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
                       width=width, height=height, sampler_name=sampler_name, scheduler=scheduler,
-                      batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None)
+                      batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None,
+                      **quality)
         return run_generation(service, fields, "txt2img", request, progress)
 
     inputs = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
-              c.batch_size, c.n_iter, checkpoint]
+              c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values()]
     outputs = [gallery, info, state]
     generate.click(txt2img, inputs, outputs, api_name="txt2img", **GPU)
     prompt.submit(txt2img, inputs, outputs, api_visibility="private", **GPU)

@@ -1,0 +1,122 @@
+"""The Extras tab: upscale any image, or run the face detail pass on it. The work is in
+webui/extras.py; results are saved to outputs/extras-images/DATE/ with their infotext."""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from .. import extras
+from ..errors import UserError
+from ..image_meta import open_image
+from ..request import MAX_SEED
+from ..upscalers import list_upscalers
+from .common import GPU, PRIVATE, face_detail_controls
+
+log = logging.getLogger(__name__)
+
+
+def _open(path):
+    if not path:
+        raise UserError("upload an image first", field="image")
+    return open_image(path)
+
+
+def _show(result: extras.ExtrasResult):
+    for w in result.warnings:
+        gr.Warning(w)
+    return (str(result.path) if result.path else result.image), result.infotext
+
+
+def build(service, shared):
+    models_dir = service.settings.models_dir
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(type="filepath", label="Source image", sources=["upload", "clipboard"],
+                             elem_id="extras_image", height=420)
+            with gr.Tabs():
+                with gr.Tab("Upscale", id="extras_upscale_tab"):
+                    mode = gr.Radio(["Scale by", "Scale to"], value="Scale by", label="Resize mode",
+                                    elem_id="extras_resize_mode")
+                    scale = gr.Slider(1, 8, value=2, step=0.05, label="Resize by", elem_id="extras_upscaling_resize")
+                    with gr.Row():
+                        width = gr.Number(0, label="Width (0 = keep aspect)", precision=0, minimum=0,
+                                          elem_id="extras_upscaling_resize_w")
+                        height = gr.Number(0, label="Height (0 = keep aspect)", precision=0, minimum=0,
+                                           elem_id="extras_upscaling_resize_h")
+                    with gr.Row(equal_height=True):
+                        upscaler = gr.Dropdown(list_upscalers(models_dir, include_latent=False), value="Lanczos",
+                                               label="Upscaler (ESRGAN files from models/ESRGAN)",
+                                               elem_id="extras_upscaler_1", scale=6)
+                        refresh = gr.Button("🔄", elem_id="extras_refresh_upscalers", scale=0, min_width=48)
+                    run_upscale = gr.Button("Upscale", variant="primary", elem_id="extras_upscale")
+                with gr.Tab("Face detail", id="extras_face_tab"):
+                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="extras_face_main_prompt",
+                                        placeholder="portrait photo, detailed face (empty: the image's own prompt)")
+                    negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="extras_face_main_neg_prompt")
+                    fd = face_detail_controls("extras", service, standalone=True)
+                    with gr.Row():
+                        steps = gr.Slider(1, service.settings.limits.max_steps, value=20, step=1,
+                                          label="Sampling steps", elem_id="extras_face_steps")
+                        seed = gr.Number(-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED,
+                                         elem_id="extras_face_seed")
+                    run_face = gr.Button("Detail faces", variant="primary", elem_id="extras_face_run")
+        with gr.Column(scale=1):
+            result = gr.Image(label="Result", type="filepath", format="png", interactive=False,
+                              elem_id="extras_result", height=520, buttons=["download", "fullscreen"])
+            info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="extras_infotext",
+                              buttons=["copy"])
+
+    def refresh_list(current):
+        names = list_upscalers(models_dir, include_latent=False)
+        return gr.Dropdown(choices=names, value=current if current in names else "Lanczos")
+
+    refresh.click(refresh_list, upscaler, upscaler, **PRIVATE)
+
+    def extras_upscale(image: str, resize_mode: str, upscaling_resize: float, upscaling_resize_w: int,
+                       upscaling_resize_h: int, upscaler_1: str):
+        """Upscale an image by a factor or to a size with Lanczos, Nearest or an ESRGAN model."""
+        try:
+            to_size = resize_mode == "Scale to"
+            r = extras.upscale(service, _open(image), upscaler_1, float(upscaling_resize or 0),
+                               int(upscaling_resize_w or 0) if to_size else 0,
+                               int(upscaling_resize_h or 0) if to_size else 0)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        except Exception as e:  # keep serving; the log has the trace
+            log.exception("extras upscale failed")
+            raise gr.Error(f"upscale failed: {type(e).__name__}: {e}") from None
+        return _show(r)
+
+    run_upscale.click(extras_upscale, [image, mode, scale, width, height, upscaler], [result, info],
+                      api_name="extras_upscale", **GPU)
+
+    def extras_face_detail(image: str, prompt: str, negative_prompt: str, steps: int, seed: int,
+                           face_detail_prompt: str = "", face_detail_negative_prompt: str = "",
+                           face_detail_denoising_strength: float = 0.4, face_detail_max_faces: int = 4,
+                           face_detail_confidence: float = 0.3, face_detail_padding: int = 32,
+                           face_detail_blur: int = 4, face_detail_detector: str = "haar",
+                           face_detail_order: str = "largest", request: gr.Request = None):
+        """Run the face detail pass on an image. With no face found the image is returned unchanged."""
+        fields = {k: v for k, v in locals().items() if k.startswith("face_detail")}
+        try:
+            img = _open(image)
+            if not prompt:  # the image's own prompt, when it carries one
+                info, _ = extras.read_infotext(img)
+                parsed = extras.parse_infotext(info) if info else {}
+                prompt = parsed.get("Prompt", "")
+                negative_prompt = negative_prompt or parsed.get("Negative prompt", "")
+            fields.update(prompt=prompt, negative_prompt=negative_prompt, steps=steps, seed=seed)
+            owner = getattr(request, "session_hash", None) if request is not None else None
+            r = extras.face_detail(service, img, fields, owner=owner)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        except Exception as e:  # keep serving; the log has the trace
+            log.exception("extras face detail failed")
+            raise gr.Error(f"face detail failed: {type(e).__name__}: {e}") from None
+        return _show(r)
+
+    run_face.click(extras_face_detail, [image, prompt, negative, steps, seed, *fd.values()], [result, info],
+                   api_name="extras_face_detail", **GPU)
+    return None
