@@ -65,6 +65,7 @@ def main() -> None:
     from PIL import Image
 
     from webui import hires
+    from webui.errors import UserError
     from webui.memory import stage_peak
     from webui.service import Service
     from webui.settings import Settings
@@ -87,8 +88,12 @@ def main() -> None:
                     steps=args.steps, sampler_name="DPM++ 2M", width=512, height=512, save_images=False)
         base.update(fields)
         task = "img2img" if "init_image" in base else "txt2img"
-        mgr.generate(svc.request(base, task))  # warm-up (kernels, allocator)
-        r = mgr.generate(svc.request(base, task))
+        try:
+            mgr.generate(svc.request(base, task))  # warm-up (kernels, allocator)
+            r = mgr.generate(svc.request(base, task))
+        except UserError as e:  # e.g. spandrel not installed for the ESRGAN row
+            print(f"{label}: skipped ({e})", flush=True)
+            return
         row = dict(label=label, size=f"{r.images[0].width}x{r.images[0].height}",
                    memory_mib=r.memory, seconds={k: round(v, 3) for k, v in r.timings.items()},
                    warnings=r.warnings)

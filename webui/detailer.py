@@ -175,7 +175,7 @@ def engine_pass(engine, model, req, image: Image.Image, seed: int, job, warnings
             enable_hr=False, face_detail=False, extra_params=(),
         )
         sub_timings: dict = {}
-        r = engine._generate(model, sub, job, sub_timings)
+        r = engine._generate(model, sub, job, sub_timings, measure=False)
         warnings.extend(w for w in r.warnings if w not in warnings)
         return r.images[0] if r.images else crop
 

@@ -245,11 +245,13 @@ class PipelineManager:
             shown = request.replace(task="txt2img", enable_hr=False, width=image.width, height=image.height)
             info = self.infotext(shown, model, request.seed, params)
             return GenerationResult(request, [image], [request.seed], [info], model.ckpt.name, model.model_hash,
-                                    warnings, timings, memory, interrupted=job.interrupted)
+                                    warnings, timings, memory=memory, interrupted=job.interrupted)
 
-    def _generate(self, model: LoadedModel, req: GenerationRequest, job: Job, timings: dict) -> GenerationResult:
+    def _generate(self, model: LoadedModel, req: GenerationRequest, job: Job, timings: dict,
+                  measure: bool = True) -> GenerationResult:
         seeds = req.seeds()
-        memory: dict[str, float] = {}
+        # Peak memory per stage; off inside a face pass, whose own stage is being measured.
+        memory: dict[str, float] | None = {} if measure else None
         warnings: list[str] = []
         images: list[Image.Image] = []
         infotexts: list[str] = []
@@ -305,7 +307,7 @@ class PipelineManager:
                 infotexts.append(self.infotext(req, model, seed, extra))
         timings["total"] = sum(v for k, v in timings.items())
         return GenerationResult(req, images, done_seeds, infotexts, model.ckpt.name, model.model_hash,
-                                warnings, timings, memory, interrupted=job.interrupted)
+                                warnings, timings, memory=memory or {}, interrupted=job.interrupted)
 
     def embeds(self, model: LoadedModel, pipe, prompt: str, negative: str, count: int, clip_skip: int,
                warnings: list[str]) -> dict:

@@ -137,7 +137,11 @@ def _crop_center(img: Image.Image, w: int, h: int) -> Image.Image:
 def upscale_pixels(images: list[Image.Image], name: str, size: tuple[int, int], out: tuple[int, int],
                    models_dir, device: str) -> list[Image.Image]:
     """Upscale decoded images to ``size`` with a pixel upscaler, then centre-crop to ``out``."""
-    upscaler = get_upscaler(name, models_dir, device=device)
+    try:
+        upscaler = get_upscaler(name, models_dir, device=device)
+    except ModuleNotFoundError as e:  # the optional model library is not installed
+        raise UserError(f"the upscaler {name} needs the Python package {e.name or 'spandrel'}: install it with "
+                        "`pip install --no-deps spandrel`, or choose Lanczos", field="hr_upscaler") from None
     result = []
     for img in images:
         if upscaler is None:  # "None": a plain resize, as A1111 does

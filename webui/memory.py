@@ -26,8 +26,15 @@ def _rss_mib() -> float:
 
 
 @contextmanager
-def stage_peak(device: torch.device, record: dict, name: str):
-    """Record the stage's peak memory (MiB) under ``record[name]`` (max over repeats)."""
+def stage_peak(device: torch.device, record: dict | None, name: str):
+    """Record the stage's peak memory (MiB) under ``record[name]`` (max over repeats).
+
+    ``record`` None measures nothing: stages must not nest (a reset would cut the outer
+    stage's window short), so work running inside a measured stage passes None.
+    """
+    if record is None:
+        yield
+        return
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
