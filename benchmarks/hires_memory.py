@@ -5,7 +5,8 @@ Builds a random-weight SD1.5 model from the shipped configs (real layer sizes, f
 pictures are noise but memory and time are those of a real checkpoint), then runs requests
 through the Service like the UI does:
 
-    python benchmarks/hires_memory.py [--steps 20] [--out results.json]
+    python benchmarks/hires_memory.py [--steps 20] [--out results.json]   (GPU)
+    python benchmarks/hires_memory.py --tiny --steps 4                   (CPU smoke test)
 
 Needs a CUDA GPU. Memory is torch.cuda.max_memory_allocated per stage (memory.py), in MiB;
 the weights (about 2.1 GB in fp16) are included in every figure.
@@ -59,6 +60,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default="")
+    ap.add_argument("--tiny", action="store_true",
+                    help="smoke-test the script on the CPU with the tiny model at 1/8 of the sizes")
     args = ap.parse_args()
 
     import torch
@@ -74,18 +77,24 @@ def main() -> None:
     models = tmp / "models"
     (models / "ESRGAN").mkdir(parents=True)
     t = time.perf_counter()
-    folder = build_sd15(models / "Stable-diffusion" / "sd15-random")
+    if args.tiny:
+        from webui.tiny_models import build_tiny_model
+        folder = build_tiny_model("sd1", tmp / "tiny").folder
+    else:
+        folder = build_sd15(models / "Stable-diffusion" / "sd15-random")
+    px = 64 if args.tiny else 512  # the base size
     rrdbnet(models / "ESRGAN" / "4x-RandomRRDB.pth")
     print(f"built random SD1.5 in {time.perf_counter() - t:.1f}s", flush=True)
-    svc = Service.create(Settings(models_dir=models, outputs_dir=tmp / "out", model=str(folder), device="cuda"))
+    svc = Service.create(Settings(models_dir=models, outputs_dir=tmp / "out", model=str(folder),
+                                  device="cpu" if args.tiny else "cuda"))
     mgr = svc.manager
     model = mgr.active
-    device = torch.cuda.get_device_name()
+    device = "cpu (tiny smoke test)" if args.tiny else torch.cuda.get_device_name()
     rows = []
 
     def run(label, **fields):
         base = dict(prompt="portrait of an old sailor, oil painting", negative_prompt="blurry", seed=1,
-                    steps=args.steps, sampler_name="DPM++ 2M", width=512, height=512, save_images=False)
+                    steps=args.steps, sampler_name="DPM++ 2M", width=px, height=px, save_images=False)
         base.update(fields)
         task = "img2img" if "init_image" in base else "txt2img"
         try:
@@ -100,34 +109,38 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    run("base 512")
+    run(f"base {px}")
     run("hires 2x Latent", enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.55)
     run("hires 2x Lanczos", enable_hr=True, hr_scale=2, hr_upscaler="Lanczos", denoising_strength=0.45)
     run("hires 2x ESRGAN (random RRDBNet x4)", enable_hr=True, hr_scale=2, hr_upscaler="4x-RandomRRDB",
         denoising_strength=0.45)
     run("hires 3x Latent (tiled VAE)", enable_hr=True, hr_scale=3, hr_upscaler="Latent", denoising_strength=0.55)
     run("hires 4x Latent (tiled VAE)", enable_hr=True, hr_scale=4, hr_upscaler="Latent", denoising_strength=0.55)
-    run("base 512 batch 4 + hires 2x Lanczos (tiled VAE)", enable_hr=True, hr_scale=2, hr_upscaler="Lanczos",
+    run(f"base {px} batch 4 + hires 2x Lanczos (tiled VAE)", enable_hr=True, hr_scale=2, hr_upscaler="Lanczos",
         denoising_strength=0.45, batch_size=4)
     from skimage import data as skdata
     photo = Image.fromarray(skdata.astronaut())
-    run("face detail on a 512 photo (native 512)", init_image=photo, denoising_strength=0.0, face_detail=True)
+    if args.tiny:  # keep the face pass at the tiny model's scale
+        base_face = dict(face_detail_width=64, face_detail_height=64, width=512, height=512)
+    else:
+        base_face = {}
+    run("face detail on a 512 photo (native size)", init_image=photo, denoising_strength=0.0, face_detail=True, **base_face)
 
     # The VAE decode alone, tiled or not, at the sizes hires fix produces.
     decode_rows = []
-    for side in (1024, 1536, 2048):
-        lat = torch.randn(1, 4, side // 8, side // 8, device="cuda", dtype=torch.float16)
+    for side in (2 * px, 3 * px, 4 * px):
+        lat = torch.randn(1, 4, side // 8, side // 8, device=mgr.device, dtype=mgr.dtype)
         for tiled in (False, True):
             old = hires.TILED_VAE_PIXELS
             hires.TILED_VAE_PIXELS = 0 if tiled else 10**12
             rec: dict = {}
             try:
                 mgr.decode(model, lat, [])  # warm-up
-                torch.cuda.synchronize()
+                mgr._sync()
                 t = time.perf_counter()
                 with stage_peak(mgr.device, rec, "decode"):
                     mgr.decode(model, lat, [])
-                torch.cuda.synchronize()
+                mgr._sync()
                 secs = time.perf_counter() - t
             except torch.OutOfMemoryError:
                 rec, secs = {"decode": float("nan")}, float("nan")
