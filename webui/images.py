@@ -62,3 +62,68 @@ def to_mask(img: Image.Image) -> Image.Image:
         if alpha.getextrema() != (255, 255):
             return alpha
     return to_rgb(img).convert("L")
+
+
+def load_upload(source, field: str = "init_images") -> Image.Image | None:
+    """An uploaded picture (file path, bytes, file object, PIL image or base64 text) as RGB,
+    with the conversions above. None stays None; anything unreadable is a UserError."""
+    if source is None or source == "":
+        return None
+    if isinstance(source, str) and (source.startswith("data:") or len(source) > 4096):
+        img = decode_base64_image(source, field)
+    else:
+        try:
+            img = open_image(source)
+        except UserError as e:
+            raise UserError(f"{field}: {e}", field=field) from None
+    return to_rgb(img)
+
+
+def load_mask(source, field: str = "mask") -> Image.Image | None:
+    """An uploaded mask image as 'L' (white = repaint), see to_mask."""
+    if source is None or source == "":
+        return None
+    if isinstance(source, str) and (source.startswith("data:") or len(source) > 4096):
+        img = decode_base64_image(source, field)
+    else:
+        try:
+            img = open_image(source)
+        except UserError as e:
+            raise UserError(f"{field}: {e}", field=field) from None
+    return to_mask(img)
+
+
+def editor_mask(layers, size: tuple[int, int]) -> Image.Image | None:
+    """The mask painted in the browser editor: every pixel any brush layer touched (alpha > 0)
+    is 255. A layer of another size than the picture is stretched to it (nearest pixel).
+    None when nothing was painted."""
+    out = None
+    for layer in layers or ():
+        if layer is None:
+            continue
+        if not isinstance(layer, Image.Image):
+            layer = open_image(layer)
+        if layer.mode not in ("RGBA", "LA"):
+            continue  # a layer without alpha carries no strokes
+        alpha = np.asarray(layer.getchannel("A")) > 0
+        m = Image.fromarray(alpha.astype(np.uint8) * 255, "L")
+        if m.size != tuple(size):
+            m = m.resize(tuple(size), Image.NEAREST)
+        out = m if out is None else Image.fromarray(np.maximum(np.asarray(out), np.asarray(m)), "L")
+    if out is not None and out.getbbox() is None:
+        return None
+    return out
+
+
+def combine_masks(*masks: Image.Image | None) -> Image.Image | None:
+    """Union of the drawn and uploaded masks (both 'L', same size); None if there are none."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    out = np.asarray(present[0])
+    for m in present[1:]:
+        if m.size != present[0].size:
+            raise UserError(f"the uploaded mask is {m.width}x{m.height} but the picture is "
+                            f"{present[0].width}x{present[0].height}; they must be the same size", field="mask")
+        out = np.maximum(out, np.asarray(m))
+    return Image.fromarray(out, "L")

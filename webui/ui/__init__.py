@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..service import DEMO_NOTICE
-from . import extras, txt2img
+from . import extras, img2img, inpaint, txt2img
 from .common import GPU, PRIVATE
 
 CSS = """
@@ -59,6 +59,8 @@ def build_ui(service) -> gr.Blocks:
 # (tab id, label, module with build(service, shared))
 TABS = [
     ("txt2img", "txt2img", txt2img),
+    ("img2img", "img2img", img2img),
+    ("inpaint", "Inpaint", inpaint),
     ("extras", "Extras", extras),
 ]
 

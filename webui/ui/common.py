@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -37,6 +37,11 @@ class Controls:
     gallery: gr.Gallery
     infotext: gr.Textbox
     info_state: gr.State
+    # "Send to" buttons under the gallery (target tab id -> button) and the picked image's index
+    send: dict = field(default_factory=dict)
+    selected: gr.State | None = None
+    # The tab's input picture, for tabs that take one (what "Send to" fills)
+    image: gr.components.Component | None = None
 
 
 def prompt_row(tab: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
@@ -150,6 +155,74 @@ def results_panel(tab: str) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
                       buttons=["copy"])
     state = gr.State({"seeds": [], "infotexts": []})
     return gallery, info, state
+
+
+class ImageUpload(gr.Image):
+    """gr.Image that hands the raw uploaded file to our loader (webui.images: documented
+    conversions for 16-bit, CMYK, animated, transparent) and turns a file that is not a
+    picture into a message instead of a server error."""
+
+    is_template = True  # the browser side is the plain Image component
+
+    def __init__(self, label: str, **kwargs):
+        kwargs.setdefault("sources", ["upload", "clipboard"])
+        super().__init__(label=label, type="filepath", image_mode=None, format="png", **kwargs)
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # Pillow raises many types on a file that is not an image
+            name = getattr(payload, "orig_name", None) or "the file"
+            raise gr.Error(f"{self.label}: {name} is not a readable image (use PNG, JPEG or WebP)") from None
+
+
+def send_row(tab: str, gallery: gr.Gallery, targets=("img2img", "inpaint")) -> tuple[dict, gr.State]:
+    """Buttons under a gallery that carry the picked image and its settings to another tab;
+    the State follows which gallery image is picked."""
+    with gr.Row():
+        buttons = {t: gr.Button(f"Send to {t}", size="sm", elem_id=f"{tab}_send_to_{t}") for t in targets}
+    selected = gr.State(0)
+
+    def picked(evt: gr.SelectData) -> int:
+        return evt.index
+
+    gallery.select(picked, None, selected, **PRIVATE)
+    return buttons, selected
+
+
+def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image) -> None:
+    """Called by the target tab once its controls exist: every source tab's "Send to <target>"
+    button puts the picked gallery image into the target's input (`fill_image(path)` gives the
+    component value), fills its prompt and settings from the image's infotext, and opens it.
+    Nothing here touches the model."""
+    from ..infotext import infotext_to_fields
+
+    for src in sources:
+        if src is None or target not in src.send:
+            continue
+
+        def send(gallery, index, state):
+            items = gallery or []
+            if not items:
+                raise gr.Error("Generate an image first, then pick it in the gallery")
+            index = index if isinstance(index, int) and 0 <= index < len(items) else 0
+            item = items[index]
+            path = item[0] if isinstance(item, (list, tuple)) else item
+            path = getattr(path, "path", None) or (path.get("path") if isinstance(path, dict) else path)
+            infos = (state or {}).get("infotexts") or []
+            f = infotext_to_fields(infos[index]) if index < len(infos) else {}
+            keep = gr.update()
+            return (fill_image(path), f.get("prompt", keep), f.get("negative_prompt", keep),
+                    f.get("sampler_name", keep), f.get("scheduler", keep), f.get("steps", keep),
+                    f.get("cfg_scale", keep), f.get("seed", keep), f.get("width", keep), f.get("height", keep),
+                    gr.Tabs(selected=target))
+
+        src.send[target].click(
+            send, [src.gallery, src.selected, src.info_state],
+            [dest.image, dest.prompt, dest.negative_prompt, dest.sampler_name, dest.scheduler, dest.steps,
+             dest.cfg_scale, dest.seed, dest.width, dest.height, tabs], **PRIVATE)
 
 
 def wire_seed_buttons(c: Controls, dice: gr.Button, reuse: gr.Button) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
-                     sampling_controls, wire_seed_buttons)
+                     sampling_controls, send_row, wire_seed_buttons)
 
 
 def build(service, shared) -> Controls:
@@ -20,8 +20,10 @@ def build(service, shared) -> Controls:
             fd = face_detail_controls("txt2img", service)
         with gr.Column(scale=1):
             gallery, info, state = results_panel("txt2img")
+            send, selected = send_row("txt2img", gallery)
     c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
                  s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state)
+    c.send, c.selected = send, selected
     wire_seed_buttons(c, s["_dice"], s["_reuse"])
 
     def txt2img(prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int, width: int,

@@ -1,0 +1,213 @@
+"""Controls shared by the txt2img, img2img and inpaint tabs, and the glue that turns a
+generation into gallery output. Callbacks stay thin: widgets -> request -> Service."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from ..errors import UserError
+from ..request import MAX_SEED
+from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
+
+log = logging.getLogger(__name__)
+
+# Every event that reaches the GPU shares this id, so they queue as one (REFERENCE.md 7).
+GPU = {"concurrency_id": "gpu", "concurrency_limit": 1}
+PRIVATE = {"api_visibility": "private"}
+
+
+@dataclass
+class Controls:
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    generate: gr.Button
+    sampler_name: gr.Dropdown
+    scheduler: gr.Dropdown
+    steps: gr.Slider
+    cfg_scale: gr.Slider
+    seed: gr.Number
+    width: gr.Slider
+    height: gr.Slider
+    n_iter: gr.Slider
+    batch_size: gr.Slider
+    gallery: gr.Gallery
+    infotext: gr.Textbox
+    info_state: gr.State
+    # "Send to" buttons under the gallery (target tab id -> button) and the picked image's index
+    send: dict = field(default_factory=dict)
+    selected: gr.State | None = None
+    # The tab's input picture, for tabs that take one (what "Send to" fills)
+    image: gr.components.Component | None = None
+
+
+def prompt_row(tab: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=6):
+            prompt = gr.Textbox(label="Prompt", lines=3, max_lines=12, elem_id=f"{tab}_prompt",
+                                placeholder="portrait of a young woman, soft window light, 85mm")
+            negative = gr.Textbox(label="Negative prompt", lines=2, max_lines=8, elem_id=f"{tab}_neg_prompt",
+                                  placeholder="lowres, blurry, deformed hands")
+        with gr.Column(scale=1, min_width=140):
+            generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate", size="lg")
+    return prompt, negative, generate
+
+
+def sampling_controls(tab: str, limits) -> dict:
+    with gr.Row():
+        sampler = gr.Dropdown(AVAILABLE_SAMPLERS, value="DPM++ 2M", label="Sampling method",
+                              elem_id=f"{tab}_sampler")
+        scheduler = gr.Dropdown(list(SCHEDULE_TYPES), value="Automatic", label="Schedule type",
+                                elem_id=f"{tab}_scheduler")
+    steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+    with gr.Row():
+        width = gr.Slider(64, limits.max_width, value=512, step=8, label="Width", elem_id=f"{tab}_width")
+        height = gr.Slider(64, limits.max_height, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+    with gr.Row():
+        n_iter = gr.Slider(1, limits.max_n_iter, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
+        batch_size = gr.Slider(1, limits.max_batch_size, value=1, step=1, label="Batch size",
+                               elem_id=f"{tab}_batch_size")
+    cfg = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    with gr.Row(equal_height=True):
+        seed = gr.Number(value=-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED, elem_id=f"{tab}_seed",
+                         scale=4)
+        dice = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=48)
+        reuse = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=48)
+    return dict(sampler_name=sampler, scheduler=scheduler, steps=steps, width=width, height=height, n_iter=n_iter,
+                batch_size=batch_size, cfg_scale=cfg, seed=seed, _dice=dice, _reuse=reuse)
+
+
+def results_panel(tab: str) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
+    gallery = gr.Gallery(label="Output", format="png", columns=2, height=520, object_fit="contain",
+                         elem_id=f"{tab}_gallery", buttons=["download", "fullscreen"], interactive=False)
+    info = gr.Textbox(label="Generation parameters", lines=4, interactive=False, elem_id=f"{tab}_infotext",
+                      buttons=["copy"])
+    state = gr.State({"seeds": [], "infotexts": []})
+    return gallery, info, state
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """gr.Image that hands the raw uploaded file to our loader (webui.images: documented
+    conversions for 16-bit, CMYK, animated, transparent) and turns a file that is not a
+    picture into a message instead of a server error."""
+
+    is_template = True  # the browser side is the plain Image component
+
+    def __init__(self, label: str, **kwargs):
+        kwargs.setdefault("sources", ["upload", "clipboard"])
+        super().__init__(label=label, type="filepath", image_mode=None, format="png", **kwargs)
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # Pillow raises many types on a file that is not an image
+            name = getattr(payload, "orig_name", None) or "the file"
+            raise gr.Error(f"{self.label}: {name} is not a readable image (use PNG, JPEG or WebP)") from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def send_row(tab: str, gallery: gr.Gallery, targets=("img2img", "inpaint")) -> tuple[dict, gr.State]:
+    """Buttons under a gallery that carry the picked image and its settings to another tab;
+    the State follows which gallery image is picked."""
+    with gr.Row():
+        buttons = {t: gr.Button(f"Send to {t}", size="sm", elem_id=f"{tab}_send_to_{t}") for t in targets}
+    selected = gr.State(0)
+    gallery.select(lambda evt: evt.index, None, selected, **PRIVATE)
+    return buttons, selected
+
+
+def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image) -> None:
+    """Called by the target tab once its controls exist: every source tab's "Send to <target>"
+    button puts the picked gallery image into the target's input (`fill_image(path)` gives the
+    component value), fills its prompt and settings from the image's infotext, and opens it.
+    Nothing here touches the model."""
+    from ..infotext import infotext_to_fields
+
+    for src in sources:
+        if src is None or target not in src.send:
+            continue
+
+        def send(gallery, index, state):
+            items = gallery or []
+            if not items:
+                raise gr.Error("Generate an image first, then pick it in the gallery")
+            index = index if isinstance(index, int) and 0 <= index < len(items) else 0
+            item = items[index]
+            path = item[0] if isinstance(item, (list, tuple)) else item
+            path = getattr(path, "path", None) or (path.get("path") if isinstance(path, dict) else path)
+            infos = (state or {}).get("infotexts") or []
+            f = infotext_to_fields(infos[index]) if index < len(infos) else {}
+            keep = gr.update()
+            return (fill_image(path), f.get("prompt", keep), f.get("negative_prompt", keep),
+                    f.get("sampler_name", keep), f.get("scheduler", keep), f.get("steps", keep),
+                    f.get("cfg_scale", keep), f.get("seed", keep), f.get("width", keep), f.get("height", keep),
+                    gr.Tabs(selected=target))
+
+        src.send[target].click(
+            send, [src.gallery, src.selected, src.info_state],
+            [dest.image, dest.prompt, dest.negative_prompt, dest.sampler_name, dest.scheduler, dest.steps,
+             dest.cfg_scale, dest.seed, dest.width, dest.height, tabs], **PRIVATE)
+
+
+def wire_seed_buttons(c: Controls, dice: gr.Button, reuse: gr.Button) -> None:
+    dice.click(lambda: -1, None, c.seed, **PRIVATE)
+
+    def last_seed(state, evt: gr.SelectData | None = None):
+        seeds = (state or {}).get("seeds") or []
+        return seeds[0] if seeds else -1
+
+    reuse.click(last_seed, c.info_state, c.seed, **PRIVATE)
+
+    def show_info(state, evt: gr.SelectData):
+        infos = (state or {}).get("infotexts") or []
+        return infos[evt.index] if 0 <= evt.index < len(infos) else ""
+
+    c.gallery.select(show_info, c.info_state, c.infotext, **PRIVATE)
+
+
+def gallery_output(result) -> tuple[list, str, dict]:
+    """Saved files go to the gallery as paths, so downloads are the PNGs with metadata."""
+    if result.paths:
+        items = [(str(p), f"seed {s}") for p, s in zip(result.paths, result.seeds)]
+    else:
+        items = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
+    for w in result.warnings:
+        gr.Warning(w)
+    if result.interrupted:
+        gr.Info(f"Interrupted: kept {len(result.images)} finished image(s)")
+    info = result.infotexts[0] if result.infotexts else ""
+    return items, info, {"seeds": result.seeds, "infotexts": result.infotexts}
+
+
+def run_generation(service, fields: dict, task: str, request: gr.Request | None, progress) -> tuple:
+    """Shared body of the three tabs' Generate handlers."""
+    owner = getattr(request, "session_hash", None) if request is not None else None
+    try:
+        req = service.request(fields, task)
+
+        def on_step(job):
+            if job.total_steps:
+                progress(job.progress(), desc=f"image batch {job.image_index + 1}/{job.image_count}, "
+                                              f"step {job.step}/{job.total_steps}")
+
+        result = service.generate(req, owner=owner, listener=on_step)
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    except Exception as e:  # keep serving; the log has the trace
+        log.exception("generation failed")
+        raise gr.Error(f"generation failed: {type(e).__name__}: {e}") from None
+    return gallery_output(result)
+
+
+def random_seed() -> int:
+    return random.randrange(MAX_SEED)

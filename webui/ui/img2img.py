@@ -1,0 +1,86 @@
+"""The img2img tab: a picture plus a prompt. Its Generate event is the named API endpoint
+`/img2img`, whose parameter names are the A1111 API names (init_image, denoising_strength,
+resize_mode, plus the txt2img ones)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..errors import UserError
+from ..images import load_upload
+from ..request import RESIZE_MODES
+from .common import (GPU, PRIVATE, Controls, ImageUpload, prompt_row, results_panel, run_generation,
+                     sampling_controls, send_row, wire_seed_buttons, wire_send_to)
+
+
+def resize_mode_radio(tab: str) -> gr.Radio:
+    # Values are the A1111 API's integers, labels its UI names.
+    return gr.Radio([(name, i) for i, name in enumerate(RESIZE_MODES)], value=0, label="Resize mode",
+                    elem_id=f"{tab}_resize_mode")
+
+
+def denoising_slider(tab: str, value: float = 0.75) -> gr.Slider:
+    return gr.Slider(0.0, 1.0, value=value, step=0.01, label="Denoising strength", elem_id=f"{tab}_denoising",
+                     info="0 keeps the picture, 1 repaints it completely")
+
+
+def build(service, shared) -> Controls:
+    limits = service.settings.limits
+    prompt, negative, generate = prompt_row("img2img")
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = ImageUpload("Image", height=420, elem_id="img2img_image")
+            resize_mode = resize_mode_radio("img2img")
+            denoising = denoising_slider("img2img")
+            s = sampling_controls("img2img", limits)
+        with gr.Column(scale=1):
+            gallery, info, state = results_panel("img2img")
+            send, selected = send_row("img2img", gallery)
+    c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
+                 s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state,
+                 send=send, selected=selected, image=image)
+    wire_seed_buttons(c, s["_dice"], s["_reuse"])
+
+    def img2img(init_image: str, prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int,
+                width: int, height: int, sampler_name: str, scheduler: str, batch_size: int, n_iter: int,
+                denoising_strength: float, resize_mode: int, sd_model_checkpoint: str | None = None,
+                request: gr.Request = None, progress=gr.Progress()):
+        """Repaint a picture guided by a prompt. init_image: the picture (16-bit, CMYK and
+        animated files are converted to 8-bit RGB from the first frame; transparency is
+        flattened onto white). Returns the images (PNG with A1111 metadata) and the first infotext."""
+        try:
+            init = load_upload(init_image, "init_images")
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        fields = dict(init_image=init, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                      cfg_scale=cfg_scale, seed=seed, width=width, height=height, sampler_name=sampler_name,
+                      scheduler=scheduler, batch_size=batch_size, n_iter=n_iter,
+                      denoising_strength=denoising_strength, resize_mode=resize_mode,
+                      sd_model_checkpoint=sd_model_checkpoint or None)
+        return run_generation(service, fields, "img2img", request, progress)
+
+    inputs = [image, prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name,
+              c.scheduler, c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint]
+    outputs = [gallery, info, state]
+    generate.click(img2img, inputs, outputs, api_name="img2img", **GPU)
+    prompt.submit(img2img, inputs, outputs, **PRIVATE, **GPU)
+
+    # A new picture sets the size to it (rounded to multiples of 8, within the limits).
+    def size_from_image(path):
+        if not path:
+            return gr.update(), gr.update()
+        try:
+            w, h = load_upload(path).size
+        except UserError:
+            return gr.update(), gr.update()
+        return fit_size(w, h, limits)
+
+    image.upload(size_from_image, image, [c.width, c.height], **PRIVATE)
+    wire_send_to([*shared.controls.values(), c], "img2img", c, shared.tabs, lambda path: path)
+    return c
+
+
+def fit_size(w: int, h: int, limits) -> tuple[int, int]:
+    """A working size for a w x h picture: its shape, multiples of 8, within the limits."""
+    scale = min(1.0, limits.max_width / w, limits.max_height / h, (limits.max_pixels / (w * h)) ** 0.5)
+    return max(64, int(w * scale) // 8 * 8), max(64, int(h * scale) // 8 * 8)

@@ -1,0 +1,148 @@
+"""The inpaint tab: paint a mask over a picture (or upload one) and repaint that part; extend
+the canvas to outpaint. The browser editor is for people; the named API endpoint `/inpaint`
+takes the picture and the mask as two images, with A1111's parameter names."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import tasks
+from ..errors import UserError
+from ..images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
+from ..request import MASKED_CONTENT
+from .common import (GPU, PRIVATE, Controls, ImageUpload, prompt_row, results_panel, run_generation,
+                     sampling_controls, send_row, wire_seed_buttons, wire_send_to)
+from .img2img import denoising_slider, fit_size, resize_mode_radio
+
+# A translucent brush so the face stays visible under the stroke; any painted pixel is masked.
+BRUSH = gr.Brush(default_size=40, colors=[("#ff3db8", 0.6)], color_mode="fixed")
+
+
+def build(service, shared) -> Controls:
+    limits = service.settings.limits
+    prompt, negative, generate = prompt_row("inpaint")
+    with gr.Row():
+        with gr.Column(scale=1):
+            editor = gr.ImageEditor(
+                label="Picture: paint over what to change", type="pil", image_mode="RGBA", format="png",
+                sources=["upload", "clipboard"], brush=BRUSH, eraser=gr.Eraser(default_size=40), layers=False,
+                transforms=(), canvas_size=(768, 768), height=600, elem_id="inpaint_editor",
+                buttons=["fullscreen"])
+            with gr.Accordion("Upload a mask instead (white = repaint)", open=False):
+                mask_upload = ImageUpload("Mask", height=240, elem_id="inpaint_mask_upload")
+            denoising = denoising_slider("inpaint")
+            with gr.Row():
+                mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="inpaint_mask_blur")
+                padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
+                                    elem_id="inpaint_padding")
+            mask_mode = gr.Radio([("Inpaint masked", 0), ("Inpaint not masked", 1)], value=0, label="Mask mode",
+                                 elem_id="inpaint_mask_mode")
+            fill = gr.Radio([(name, i) for i, name in enumerate(MASKED_CONTENT)], value=1, label="Masked content",
+                            elem_id="inpaint_fill")
+            area = gr.Radio([(name, i) for i, name in enumerate(tasks.INPAINT_AREAS)], value=0,
+                            label="Inpaint area", elem_id="inpaint_area",
+                            info="Only masked: repaint a crop around the mask at full resolution (faces, hands)")
+            resize_mode = resize_mode_radio("inpaint")
+            with gr.Accordion("Outpaint: extend the canvas", open=False, elem_id="inpaint_outpaint"):
+                gr.Markdown("The new area is repainted (a head shot becomes a half-body portrait with "
+                            "Bottom 256). Denoising 1 with masked content *fill* works best.")
+                with gr.Row():
+                    sides = [gr.Slider(0, 1024, value=0, step=8, label=f"{side.title()}, pixels",
+                                       elem_id=f"inpaint_outpaint_{side}")
+                             for side in ("left", "right", "top", "bottom")]
+            s = sampling_controls("inpaint", limits)
+        with gr.Column(scale=1):
+            gallery, info, state = results_panel("inpaint")
+            send, selected = send_row("inpaint", gallery)
+    c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
+                 s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state,
+                 send=send, selected=selected, image=editor)
+    wire_seed_buttons(c, s["_dice"], s["_reuse"])
+
+    def run(init, mask, fields, outpaint, request, progress):
+        left, right, top, bottom = (int(v or 0) for v in outpaint)
+        if any((left, right, top, bottom)):
+            init, mask = tasks.outpaint(init, mask, left, right, top, bottom)
+            if not fields["inpaint_full_res"]:
+                fields["width"], fields["height"] = tasks.outpaint_size(
+                    init.size, int(fields["width"]), int(fields["height"]), limits)
+        fields.update(init_image=init, mask=mask)
+        return run_generation(service, fields, "inpaint", request, progress)
+
+    def inpaint(init_image: str, mask: str | None, prompt: str, negative_prompt: str, steps: int, cfg_scale: float,
+                seed: int, width: int, height: int, sampler_name: str, scheduler: str, batch_size: int,
+                n_iter: int, denoising_strength: float, mask_blur: int, inpainting_fill: int,
+                inpaint_full_res: int, inpaint_full_res_padding: int, inpainting_mask_invert: int,
+                resize_mode: int, outpaint_left: int = 0, outpaint_right: int = 0, outpaint_top: int = 0,
+                outpaint_bottom: int = 0, sd_model_checkpoint: str | None = None, request: gr.Request = None,
+                progress=gr.Progress()):
+        """Repaint the white part of `mask` (same size as init_image) guided by the prompt.
+        inpainting_fill: 0 fill, 1 original, 2 latent noise, 3 latent nothing; inpaint_full_res:
+        1 = only masked; inpainting_mask_invert: 1 = repaint the black part. outpaint_*: pixels
+        to add on each side (the new area is repainted). The result has the input's size and
+        the input's exact pixels outside the blurred mask."""
+        try:
+            init = load_upload(init_image, "init_images")
+            mask_img = load_mask(mask)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
+                         batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
+                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint)
+        return run(init, mask_img, fields, (outpaint_left, outpaint_right, outpaint_top, outpaint_bottom),
+                   request, progress)
+
+    def inpaint_editor(editor_value, mask_file, prompt, negative_prompt, steps, cfg_scale, seed, width, height,
+                       sampler_name, scheduler, batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill,
+                       inpaint_full_res, inpaint_full_res_padding, inpainting_mask_invert, resize_mode,
+                       left, right, top, bottom, sd_model_checkpoint=None, request: gr.Request = None,
+                       progress=gr.Progress()):
+        background = (editor_value or {}).get("background")
+        if background is None:
+            raise gr.Error("Upload or paste a picture into the editor first")
+        try:
+            init = to_rgb(background)
+            mask_img = combine_masks(editor_mask(editor_value.get("layers"), init.size), load_mask(mask_file))
+            if mask_img is None and not any((left, right, top, bottom)):
+                raise UserError("Paint over the part of the picture to change (or upload a mask, or extend "
+                                "the canvas under Outpaint)", field="mask")
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+        fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
+                         batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
+                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint)
+        return run(init, mask_img, fields, (left, right, top, bottom), request, progress)
+
+    settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
+                c.batch_size, c.n_iter, denoising, mask_blur, fill, area, padding, mask_mode, resize_mode, *sides]
+    outputs = [gallery, info, state]
+    generate.click(inpaint_editor, [editor, mask_upload, *settings, shared.checkpoint], outputs, **PRIVATE, **GPU)
+    prompt.submit(inpaint_editor, [editor, mask_upload, *settings, shared.checkpoint], outputs, **PRIVATE, **GPU)
+
+    # The API endpoint takes the picture and the mask as plain images (the editor's layered
+    # value is a browser detail); these two stay hidden.
+    api_image = ImageUpload("init_image", visible=False)
+    api_mask = ImageUpload("mask", visible=False)
+    api_trigger = gr.Button(visible=False)
+    api_trigger.click(inpaint, [api_image, api_mask, *settings, shared.checkpoint], outputs, api_name="inpaint",
+                      **GPU)
+
+    def size_from_image(value):
+        bg = (value or {}).get("background")
+        return fit_size(*bg.size, limits) if bg is not None else (gr.update(), gr.update())
+
+    editor.upload(size_from_image, editor, [c.width, c.height], **PRIVATE)
+    wire_send_to([*shared.controls.values(), c], "inpaint", c, shared.tabs,
+                 lambda path: {"background": path, "layers": [], "composite": path})
+    return c
+
+
+def _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler, batch_size,
+            n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res, inpaint_full_res_padding,
+            inpainting_mask_invert, resize_mode, sd_model_checkpoint) -> dict:
+    return dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
+                width=width, height=height, sampler_name=sampler_name, scheduler=scheduler, batch_size=batch_size,
+                n_iter=n_iter, denoising_strength=denoising_strength, mask_blur=mask_blur,
+                inpainting_fill=inpainting_fill, inpaint_full_res=inpaint_full_res,
+                inpaint_full_res_padding=inpaint_full_res_padding, inpainting_mask_invert=inpainting_mask_invert,
+                resize_mode=resize_mode, sd_model_checkpoint=sd_model_checkpoint or None)
