@@ -47,9 +47,9 @@ class Controls:
 def prompt_row(tab: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
     with gr.Row(equal_height=True):
         with gr.Column(scale=6):
-            prompt = gr.Textbox(label="Prompt", lines=3, max_lines=12, elem_id=f"{tab}_prompt",
+            prompt = gr.Textbox("", label="Prompt", lines=3, max_lines=12, elem_id=f"{tab}_prompt",
                                 placeholder="portrait of a young woman, soft window light, 85mm")
-            negative = gr.Textbox(label="Negative prompt", lines=2, max_lines=8, elem_id=f"{tab}_neg_prompt",
+            negative = gr.Textbox("", label="Negative prompt", lines=2, max_lines=8, elem_id=f"{tab}_neg_prompt",
                                   placeholder="lowres, blurry, deformed hands")
         with gr.Column(scale=1, min_width=140):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate", size="lg")

@@ -41,9 +41,10 @@ def build(service, shared) -> Controls:
                  send=send, selected=selected, image=image)
     wire_seed_buttons(c, s["_dice"], s["_reuse"])
 
-    def img2img(init_image: str, prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int,
-                width: int, height: int, sampler_name: str, scheduler: str, batch_size: int, n_iter: int,
-                denoising_strength: float, resize_mode: int, sd_model_checkpoint: str | None = None,
+    def img2img(init_image: str, prompt: str = "", negative_prompt: str = "", steps: int = 20, cfg_scale: float = 7.0,
+                seed: int = -1, width: int = 512, height: int = 512, sampler_name: str = "DPM++ 2M",
+                scheduler: str = "Automatic", batch_size: int = 1, n_iter: int = 1, denoising_strength: float = 0.75,
+                resize_mode: int = 0, sd_model_checkpoint: str | None = None,
                 request: gr.Request = None, progress=gr.Progress()):
         """Repaint a picture guided by a prompt. init_image: the picture (16-bit, CMYK and
         animated files are converted to 8-bit RGB from the first frame; transparency is

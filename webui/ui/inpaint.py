@@ -69,11 +69,12 @@ def build(service, shared) -> Controls:
         fields.update(init_image=init, mask=mask)
         return run_generation(service, fields, "inpaint", request, progress)
 
-    def inpaint(init_image: str, mask: str | None, prompt: str, negative_prompt: str, steps: int, cfg_scale: float,
-                seed: int, width: int, height: int, sampler_name: str, scheduler: str, batch_size: int,
-                n_iter: int, denoising_strength: float, mask_blur: int, inpainting_fill: int,
-                inpaint_full_res: int, inpaint_full_res_padding: int, inpainting_mask_invert: int,
-                resize_mode: int, outpaint_left: int = 0, outpaint_right: int = 0, outpaint_top: int = 0,
+    def inpaint(init_image: str, mask: str | None = None, prompt: str = "", negative_prompt: str = "",
+                steps: int = 20, cfg_scale: float = 7.0, seed: int = -1, width: int = 512, height: int = 512,
+                sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic", batch_size: int = 1, n_iter: int = 1,
+                denoising_strength: float = 0.75, mask_blur: int = 4, inpainting_fill: int = 1,
+                inpaint_full_res: int = 0, inpaint_full_res_padding: int = 32, inpainting_mask_invert: int = 0,
+                resize_mode: int = 0, outpaint_left: int = 0, outpaint_right: int = 0, outpaint_top: int = 0,
                 outpaint_bottom: int = 0, sd_model_checkpoint: str | None = None, request: gr.Request = None,
                 progress=gr.Progress()):
         """Repaint the white part of `mask` (same size as init_image) guided by the prompt.
