@@ -157,25 +157,17 @@ def results_panel(tab: str) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
     return gallery, info, state
 
 
-class ImageUpload(gr.Image):
-    """gr.Image that hands the raw uploaded file to our loader (webui.images: documented
-    conversions for 16-bit, CMYK, animated, transparent) and turns a file that is not a
-    picture into a message instead of a server error."""
+def image_upload(label: str, **kwargs) -> gr.Image:
+    """An image input that hands our loader (webui.images) the raw uploaded file, so 16-bit,
+    CMYK, animated and transparent pictures get its documented conversions."""
+    kwargs.setdefault("sources", ["upload", "clipboard"])
+    return gr.Image(label=label, type="filepath", image_mode=None, format="png", **kwargs)
 
-    is_template = True  # the browser side is the plain Image component
 
-    def __init__(self, label: str, **kwargs):
-        kwargs.setdefault("sources", ["upload", "clipboard"])
-        super().__init__(label=label, type="filepath", image_mode=None, format="png", **kwargs)
-
-    def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception:  # Pillow raises many types on a file that is not an image
-            name = getattr(payload, "orig_name", None) or "the file"
-            raise gr.Error(f"{self.label}: {name} is not a readable image (use PNG, JPEG or WebP)") from None
+def api_file(name: str) -> gr.File:
+    """A hidden file input for an API endpoint: any upload reaches our loader, which answers
+    a file that is not a picture with a readable message (gr.Image would fail before it)."""
+    return gr.File(label=name, type="filepath", visible=False)
 
 
 def send_row(tab: str, gallery: gr.Gallery, targets=("img2img", "inpaint")) -> tuple[dict, gr.State]:

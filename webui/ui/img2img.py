@@ -9,7 +9,7 @@ import gradio as gr
 from ..errors import UserError
 from ..images import load_upload
 from ..request import RESIZE_MODES
-from .common import (GPU, PRIVATE, Controls, ImageUpload, prompt_row, results_panel, run_generation,
+from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons, wire_send_to)
 
 
@@ -29,7 +29,7 @@ def build(service, shared) -> Controls:
     prompt, negative, generate = prompt_row("img2img")
     with gr.Row():
         with gr.Column(scale=1):
-            image = ImageUpload("Image", height=420, elem_id="img2img_image")
+            image = image_upload("Image", height=420, elem_id="img2img_image")
             resize_mode = resize_mode_radio("img2img")
             denoising = denoising_slider("img2img")
             s = sampling_controls("img2img", limits)
@@ -60,11 +60,15 @@ def build(service, shared) -> Controls:
                       sd_model_checkpoint=sd_model_checkpoint or None)
         return run_generation(service, fields, "img2img", request, progress)
 
-    inputs = [image, prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name,
-              c.scheduler, c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint]
+    settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
+                c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint]
     outputs = [gallery, info, state]
-    generate.click(img2img, inputs, outputs, api_name="img2img", **GPU)
-    prompt.submit(img2img, inputs, outputs, **PRIVATE, **GPU)
+    # The API endpoint takes the picture as a file, so a non-picture gets our message. It is
+    # registered first: Gradio names the private events after the same function too.
+    api_image = api_file("init_image")
+    gr.Button(visible=False).click(img2img, [api_image, *settings], outputs, api_name="img2img", **GPU)
+    generate.click(img2img, [image, *settings], outputs, **PRIVATE, **GPU)
+    prompt.submit(img2img, [image, *settings], outputs, **PRIVATE, **GPU)
 
     # A new picture sets the size to it (rounded to multiples of 8, within the limits).
     def size_from_image(path):

@@ -10,7 +10,7 @@ from .. import tasks
 from ..errors import UserError
 from ..images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
 from ..request import MASKED_CONTENT
-from .common import (GPU, PRIVATE, Controls, ImageUpload, prompt_row, results_panel, run_generation,
+from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons, wire_send_to)
 from .img2img import denoising_slider, fit_size, resize_mode_radio
 
@@ -29,7 +29,7 @@ def build(service, shared) -> Controls:
                 transforms=(), canvas_size=(768, 768), height=600, elem_id="inpaint_editor",
                 buttons=["fullscreen"])
             with gr.Accordion("Upload a mask instead (white = repaint)", open=False):
-                mask_upload = ImageUpload("Mask", height=240, elem_id="inpaint_mask_upload")
+                mask_upload = image_upload("Mask", height=240, elem_id="inpaint_mask_upload")
             denoising = denoising_slider("inpaint")
             with gr.Row():
                 mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="inpaint_mask_blur")
@@ -120,10 +120,10 @@ def build(service, shared) -> Controls:
     generate.click(inpaint_editor, [editor, mask_upload, *settings, shared.checkpoint], outputs, **PRIVATE, **GPU)
     prompt.submit(inpaint_editor, [editor, mask_upload, *settings, shared.checkpoint], outputs, **PRIVATE, **GPU)
 
-    # The API endpoint takes the picture and the mask as plain images (the editor's layered
-    # value is a browser detail); these two stay hidden.
-    api_image = ImageUpload("init_image", visible=False)
-    api_mask = ImageUpload("mask", visible=False)
+    # The API endpoint takes the picture and the mask as two files (the editor's layered value
+    # is a browser detail; a file that is not a picture gets our loader's message).
+    api_image = api_file("init_image")
+    api_mask = api_file("mask")
     api_trigger = gr.Button(visible=False)
     api_trigger.click(inpaint, [api_image, api_mask, *settings, shared.checkpoint], outputs, api_name="inpaint",
                       **GPU)
