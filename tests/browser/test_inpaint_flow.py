@@ -13,6 +13,8 @@ from playwright.sync_api import expect
 
 from widgets import fill_text, open_tab, set_number, set_slider, text_value
 
+WAIT = 60_000  # a server round trip on a busy 2-core CI machine can take many seconds
+
 
 def card(size=256) -> Image.Image:
     y, x = np.mgrid[0:size, 0:size]
@@ -38,9 +40,9 @@ def test_paint_mask_undo_and_inpaint(page, shot, tmp_path):
     editor = page.locator("#inpaint_editor")
     editor.locator("input[type=file]").set_input_files(str(tmp_path / "portrait.png"))
     # The upload sets the working size from the picture.
-    expect(page.locator("#inpaint_width input[type=number]")).to_have_value("256", timeout=30_000)
+    expect(page.locator("#inpaint_width input[type=number]")).to_have_value("256", timeout=WAIT)
     for tool in ("Zoom in", "Zoom out", "Undo", "Redo", "Brush", "Erase"):
-        expect(editor.get_by_role("button", name=tool, exact=True)).to_be_visible()
+        expect(editor.get_by_role("button", name=tool, exact=True)).to_be_visible(timeout=WAIT)
     shot("uploaded", page)
 
     editor.get_by_role("button", name="Brush", exact=True).click()
@@ -61,8 +63,8 @@ def test_paint_mask_undo_and_inpaint(page, shot, tmp_path):
     set_number(page, "inpaint_seed", 99)
     page.locator("#inpaint_generate").click()
     thumb = page.locator("#inpaint_gallery img").first
-    expect(thumb).to_be_visible()
-    expect(page.locator("#inpaint_infotext textarea")).to_have_value(re.compile(r"Mask blur: 4"))
+    expect(thumb).to_be_visible(timeout=WAIT)
+    expect(page.locator("#inpaint_infotext textarea")).to_have_value(re.compile(r"Mask blur: 4"), timeout=WAIT)
     shot("inpainted", page)
 
     out = np.asarray(fetch(page, thumb.get_attribute("src")), dtype=np.int16)
@@ -84,19 +86,21 @@ def test_send_from_txt2img_to_inpaint_and_img2img(page, shot):
     set_slider(page, "txt2img_height", 64)
     set_number(page, "txt2img_seed", 5)
     page.locator("#txt2img_generate").click()
-    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
-    expect(page.locator("#txt2img_infotext textarea")).to_have_value(re.compile(r"Seed: 5"))
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible(timeout=WAIT)
+    expect(page.locator("#txt2img_infotext textarea")).to_have_value(re.compile(r"Seed: 5"), timeout=WAIT)
 
     page.locator("#txt2img_send_to_inpaint").click()
-    expect(page.get_by_role("tab", name="Inpaint", exact=True)).to_have_attribute("aria-selected", "true")
-    expect(page.locator("#inpaint_prompt textarea")).to_have_value("head shot of a violinist")
-    expect(page.locator("#inpaint_steps input[type=number]")).to_have_value("2")
-    expect(page.locator("#inpaint_editor canvas").first).to_be_visible()
+    expect(page.get_by_role("tab", name="Inpaint", exact=True)).to_have_attribute("aria-selected", "true",
+                                                                               timeout=WAIT)
+    expect(page.locator("#inpaint_prompt textarea")).to_have_value("head shot of a violinist", timeout=WAIT)
+    expect(page.locator("#inpaint_steps input[type=number]")).to_have_value("2", timeout=WAIT)
+    expect(page.locator("#inpaint_editor canvas").first).to_be_visible(timeout=WAIT)
     shot("sent-to-inpaint", page)
 
     open_tab(page, "txt2img")
     page.locator("#txt2img_send_to_img2img").click()
-    expect(page.get_by_role("tab", name="img2img", exact=True)).to_have_attribute("aria-selected", "true")
-    expect(page.locator("#img2img_image img")).to_be_visible()
+    expect(page.get_by_role("tab", name="img2img", exact=True)).to_have_attribute("aria-selected", "true",
+                                                                               timeout=WAIT)
+    expect(page.locator("#img2img_image img")).to_be_visible(timeout=WAIT)
     assert text_value(page, "img2img_prompt") == "head shot of a violinist"
     shot("sent-to-img2img", page)
