@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..service import DEMO_NOTICE
-from . import extras, txt2img
+from . import extras, pnginfo, txt2img
 from .common import GPU, PRIVATE
 
 CSS = """
@@ -60,14 +60,21 @@ def build_ui(service) -> gr.Blocks:
 TABS = [
     ("txt2img", "txt2img", txt2img),
     ("extras", "Extras", extras),
+    ("pnginfo", "PNG Info", pnginfo),
 ]
 
 
 def launch_kwargs(service) -> dict:
+    """demo.launch() arguments. The REST API rides on Gradio's own app (attached by a lifespan
+    hook before the first request), so --share and --auth work for it too."""
     s = service.settings
-    return dict(
+    kwargs = dict(
         server_name=s.host, server_port=s.port, share=s.share,
         auth=list(s.auth) or None,
         allowed_paths=[str(s.outputs_dir.resolve())],
         css=CSS, theme=gr.themes.Soft(),
     )
+    if s.api:
+        from ..api import api_lifespan
+        kwargs["app_kwargs"] = {"lifespan": api_lifespan(service), "docs_url": "/docs"}
+    return kwargs
