@@ -479,7 +479,12 @@ def build_router(service) -> APIRouter:
                  summary="Generation parameters stored in an image (A1111, Forge, SD.Next, ComfyUI...)")
     @_user_errors
     def png_info_route(body: PngInfoBody):
-        return png_info(io.BytesIO(decode_base64_bytes(body.image, "image")))
+        try:
+            return png_info(io.BytesIO(decode_base64_bytes(body.image, "image")))
+        except UserError as e:
+            if e.field:
+                raise
+            raise UserError(f"image: {e}", field="image") from None
 
     @router.get("/memory", summary="RAM and GPU memory use")
     def memory() -> dict:
