@@ -122,6 +122,8 @@ def test_listing_routes_have_a1111_shapes(http):
     assert set(prog) >= {"progress", "eta_relative", "state", "current_image"}
     assert {"job_count", "sampling_step", "sampling_steps"} <= set(prog["state"])
     assert http.post(f"{API}/refresh-checkpoints").status_code == 200
+    assert http.get(f"{API}/scripts").json() == {"txt2img": [], "img2img": []}
+    assert http.get(f"{API}/cmd-flags").json()["api"] is True
     opts = http.get(f"{API}/options").json()
     assert opts["sd_model_checkpoint"].startswith(("alpha.safetensors", "painter.safetensors"))
 
@@ -303,7 +305,7 @@ def _wait_running(client, task_id):
     raise AssertionError("job never started")
 
 
-def test_interrupt_is_scoped_to_the_callers_job(auth_server):
+def test_interrupt_is_scoped_to_the_callers_job(auth_server, service):
     ann = httpx.Client(base_url=auth_server, auth=("ann", "pw-ann"), timeout=60)
     bob = httpx.Client(base_url=auth_server, auth=("bob", "pw-bob"), timeout=60)
     results: dict = {}
@@ -311,6 +313,12 @@ def test_interrupt_is_scoped_to_the_callers_job(auth_server):
     try:
         p = _wait_running(ann, "ann-job-1")
         assert p["progress"] > 0 and p["state"]["sampling_steps"] == 150 and p["current_task"] == "ann-job-1"
+        # The live preview, once the job has one, comes back as current_image.
+        service.jobs.get("ann-job-1").preview = Image.new("RGB", (8, 8), (10, 200, 30))
+        preview = ann.get(f"{API}/progress", params={"id_task": "ann-job-1"}).json()["current_image"]
+        assert decode(preview)[0][0, 0].tolist() == [10, 200, 30]
+        assert ann.get(f"{API}/progress", params={"id_task": "ann-job-1", "skip_current_image": True}
+                       ).json()["current_image"] is None
         # Bob sees nothing of Ann's job and cannot stop it, neither by default nor by its id.
         assert bob.get(f"{API}/progress").json()["state"]["job_count"] == 0
         assert bob.get(f"{API}/progress", params={"id_task": "ann-job-1"}).json()["state"]["job"] == ""

@@ -486,6 +486,46 @@ def build_router(service) -> APIRouter:
                 raise
             raise UserError(f"image: {e}", field="image") from None
 
+    # Listings some A1111 clients read at start-up; this app has no scripts or extensions.
+    @router.get("/scripts", summary="Scripts (none here)")
+    def scripts() -> dict:
+        return {"txt2img": [], "img2img": []}
+
+    @router.get("/script-info", summary="Script arguments (none here)")
+    def script_info() -> list:
+        return []
+
+    @router.get("/face-restorers", summary="Face restorers (none here; see the face detailer)")
+    def face_restorers() -> list:
+        return []
+
+    @router.get("/hypernetworks", summary="Hypernetworks (not supported)")
+    def hypernetworks() -> list:
+        return []
+
+    @router.get("/extensions", summary="Extensions (none)")
+    def extensions() -> list:
+        return []
+
+    @router.get("/cmd-flags", summary="Start-up flags")
+    def cmd_flags() -> dict:
+        return {"api": settings.api, "share": settings.share, "listen": settings.host != "127.0.0.1",
+                "port": settings.port, "ckpt_dir": str(settings.checkpoints_dir),
+                "lora_dir": str(settings.models_dir / "Lora"), "vae_dir": str(settings.models_dir / "VAE"),
+                "data_dir": str(settings.models_dir.parent), "device": settings.device, "demo": settings.demo}
+
+    @router.post("/refresh-loras", summary="Rescan models/Lora (listings always read the folder)")
+    def refresh_loras():
+        return None
+
+    @router.post("/refresh-vae", summary="Rescan models/VAE (listings always read the folder)")
+    def refresh_vae():
+        return None
+
+    @router.post("/refresh-embeddings", summary="Rescan embeddings (listings always read the folder)")
+    def refresh_embeddings():
+        return None
+
     @router.get("/memory", summary="RAM and GPU memory use")
     def memory() -> dict:
         return _memory()
