@@ -142,7 +142,8 @@ def test_openapi_page_lists_the_rest_routes(http):
 def test_txt2img_shape_and_info(http):
     ensure_alpha(http)
     r = http.post(f"{API}/txt2img", json={**BASE, "batch_size": 2, "n_iter": 2, "unknown_field": {"x": 1},
-                                          "alwayson_scripts": {}})
+                                          "alwayson_scripts": {}, "extra_params": {"Injected": "1"},
+                                          "mask": "not used by txt2img"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"images", "parameters", "info"}
@@ -159,6 +160,7 @@ def test_txt2img_shape_and_info(http):
         assert pixels.shape == (64, 64, 3)
         assert chunk == text  # every PNG carries its own infotext
     assert "Seed: 1235" in info["infotexts"][1]
+    assert "Injected" not in info["infotexts"][0]  # internal fields are not settable from outside
 
 
 def test_send_images_false_returns_no_images(http):

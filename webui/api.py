@@ -196,7 +196,9 @@ def _echo(body: BaseModel, req) -> dict:
 
 
 def _fields(body: BaseModel) -> dict:
-    fields = {k: v for k, v in body.model_dump().items() if v is not None}
+    # Images only come in decoded (init_images, mask); internal fields are not for clients.
+    internal = {"init_image", "init_images", "mask", "task", "extra_params"}
+    fields = {k: v for k, v in body.model_dump().items() if v is not None and k not in internal}
     if "sampler_name" not in fields and fields.get("sampler_index"):
         fields["sampler_name"] = fields["sampler_index"]
     over = fields.get("override_settings") or {}
