@@ -459,27 +459,35 @@ def test_send_to_txt2img_fills_every_control_the_infotext_names(service):
     import gradio as gr
     from types import SimpleNamespace
 
-    from webui.infotext import infotext_to_fields
     from webui.ui import txt2img
-    from webui.ui.pnginfo import _value_controls, send_updates
+    from webui.ui.pnginfo import _value_controls, endpoint_controls, send_fields, send_updates
 
-    with gr.Blocks():
+    with gr.Blocks() as demo:
         checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title())
         shared = SimpleNamespace(checkpoint=checkpoint, tabs=None, controls={})
         controls = txt2img.build(service, shared)
-    targets = _value_controls(controls)
+    targets = {**_value_controls(controls), **endpoint_controls(demo, "txt2img")}
+    targets = {n: c for n, c in targets.items() if c is not checkpoint and n != "sd_model_checkpoint"}
+    assert {"prompt", "steps", "seed", "enable_hr", "hr_scale", "denoising_strength"} <= set(targets)
     model = service.manager.active
     text = ("portrait of a knight\nNegative prompt: blurry\nSteps: 31, Sampler: DPM++ 2M Karras, CFG scale: 6.5, "
-            f"Seed: 42, Size: 512x768, Model hash: {model.model_hash}, Model: {model.ckpt.name}, Version: v1.6.0")
-    updates = send_updates(service, infotext_to_fields(text), targets, checkpoint)
-    values = {name: u.get("value") for name, u in zip(list(targets) + ["checkpoint"], updates)}
+            f"Seed: 42, Size: 512x768, Model hash: {model.model_hash}, Model: {model.ckpt.name}, "
+            "Denoising strength: 0.45, Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent, Version: v1.6.0")
+
+    def send(text, **kw):
+        updates = send_updates(service, send_fields(text), targets, **kw)
+        return {name: u.get("value") for name, u in zip(list(targets) + ["checkpoint"], updates)}
+
+    values = send(text, checkpoint=checkpoint)
     assert values["prompt"] == "portrait of a knight" and values["negative_prompt"] == "blurry"
     assert (values["steps"], values["sampler_name"], values["scheduler"], values["cfg_scale"], values["seed"],
             values["width"], values["height"]) == (31, "DPM++ 2M", "Karras", 6.5, 42, 512, 768)
+    assert (values["enable_hr"], values["hr_scale"], values["hr_second_pass_steps"], values["hr_upscaler"],
+            values["denoising_strength"]) == (True, 1.5, 3, "Latent", 0.45)
     assert values["checkpoint"] == service.active_title()
     assert values["batch_size"] is None  # not in the text: left as it is
 
-    # A sampler this UI cannot run is left unchanged, the rest still fills.
-    updates = send_updates(service, infotext_to_fields(text.replace("DPM++ 2M Karras", "DPM adaptive")), targets)
-    values = dict(zip(targets, (u.get("value") for u in updates)))
-    assert values["sampler_name"] is None and values["steps"] == 31
+    # Without hires keys, hires fix is switched off; a sampler this UI cannot run is left as it is.
+    plain = text.replace("Sampler: DPM++ 2M Karras", "Sampler: DPM adaptive").split(", Denoising")[0]
+    values = send(plain)
+    assert values["enable_hr"] is False and values["sampler_name"] is None and values["steps"] == 31

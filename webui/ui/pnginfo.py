@@ -6,6 +6,7 @@ Its read event is the named API endpoint `/png_info` (same result as REST `png-i
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import gradio as gr
 
@@ -19,7 +20,7 @@ _NOT_VALUES = (gr.Button, gr.Gallery, gr.State)
 
 
 def _value_controls(controls) -> dict[str, gr.components.Component]:
-    """A tab's Controls by A1111 field name, for "send to" (tabs name controls by API field)."""
+    """A tab's Controls by A1111 field name (tabs name their controls by API field)."""
     out = {}
     for f in dataclasses.fields(controls):
         comp = getattr(controls, f.name)
@@ -28,10 +29,32 @@ def _value_controls(controls) -> dict[str, gr.components.Component]:
     return out
 
 
+def endpoint_controls(blocks, api_name: str) -> dict[str, gr.components.Component]:
+    """The input components of a named endpoint by parameter name. Generate handlers take
+    A1111 field names, so this finds every control a tab has (hires fix, face detail...),
+    including ones added later, without a list to keep in step."""
+    for fn in getattr(blocks, "fns", {}).values():
+        if getattr(fn, "api_name", None) != api_name or fn.fn is None:
+            continue
+        names = [n for n, p in inspect.signature(fn.fn).parameters.items()
+                 if n not in ("request", "progress") and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return {n: c for n, c in zip(names, fn.inputs)
+                if isinstance(c, gr.components.Component) and not isinstance(c, _NOT_VALUES)}
+    return {}
+
+
 def _accepts(comp, value) -> bool:
     if isinstance(comp, gr.Dropdown) and not getattr(comp, "allow_custom_value", False):
         return any(v == value for _, v in (comp.choices or []))
     return True
+
+
+def send_fields(text: str) -> dict:
+    """Request fields from an infotext, for "send to"."""
+    fields = infotext_to_fields(text)
+    if "steps" in fields and "enable_hr" not in fields:
+        fields["enable_hr"] = False  # a full infotext without hires keys was made without it
+    return fields
 
 
 def send_updates(service, fields: dict, targets: dict, checkpoint=None) -> list:
@@ -94,15 +117,16 @@ def build(service, shared):
 
     txt2img = shared.controls.get("txt2img")
     if txt2img is not None:
-        targets = _value_controls(txt2img)
         checkpoint = getattr(shared, "checkpoint", None)
+        targets = {**_value_controls(txt2img), **endpoint_controls(gr.context.Context.root_block, "txt2img")}
+        # The checkpoint is matched by hash or name to a title below, not set from the raw name.
+        targets = {n: c for n, c in targets.items() if c is not checkpoint and n != "sd_model_checkpoint"}
 
         def send_to_txt2img(text: str):
             if not text:
                 gr.Warning("Nothing to send: drop an image with generation parameters first.")
                 return [gr.update() for _ in targets] + ([gr.update()] if checkpoint else []) + [gr.Tabs()]
-            fields = infotext_to_fields(text)
-            return send_updates(service, fields, targets, checkpoint) + [gr.Tabs(selected="txt2img")]
+            return send_updates(service, send_fields(text), targets, checkpoint) + [gr.Tabs(selected="txt2img")]
 
         outputs = list(targets.values()) + ([checkpoint] if checkpoint is not None else []) + [shared.tabs]
         send.click(send_to_txt2img, info, outputs, **PRIVATE)
