@@ -82,6 +82,11 @@ class Txt2ImgBody(BaseModel):
     hr_second_pass_steps: int | None = None
     hr_resize_x: int | None = None
     hr_resize_y: int | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str | None = None
+    hr_negative_prompt: str | None = None
+    face_detail: bool | None = Field(None, description="face detail pass (also from ADetailer alwayson_scripts args)")
     clip_skip: int | None = None
     force_task_id: str | None = Field(None, description="job id to poll /progress with")
     send_images: bool = True
