@@ -18,16 +18,21 @@ from .errors import UserError
 from .image_meta import open_image
 
 
-def decode_base64_image(data: str, field: str = "image") -> Image.Image:
-    """A1111 clients send raw base64 or a data URL (`data:image/png;base64,...`)."""
+def decode_base64_bytes(data: str, field: str = "image") -> bytes:
+    """The file bytes of raw base64 or a data URL (`data:image/png;base64,...`)."""
     if not isinstance(data, str) or not data:
         raise UserError(f"{field} must be a base64-encoded image", field=field)
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:
-        raw = base64.b64decode(data, validate=False)
+        return base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError):
         raise UserError(f"{field} is not valid base64", field=field) from None
+
+
+def decode_base64_image(data: str, field: str = "image") -> Image.Image:
+    """A1111 clients send raw base64 or a data URL (`data:image/png;base64,...`)."""
+    raw = decode_base64_bytes(data, field)
     try:
         return open_image(io.BytesIO(raw))
     except UserError as e:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from .errors import UserError
+
 
 @dataclass
 class Job:
@@ -78,9 +80,12 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
-    def new(self, owner: str | None) -> Job:
-        job = Job(owner=owner)
+    def new(self, owner: str | None, job_id: str | None = None) -> Job:
+        """A new job; `job_id` lets an API client pick the id it will poll (A1111's force_task_id)."""
+        job = Job(owner=owner, id=job_id) if job_id else Job(owner=owner)
         with self._lock:
+            if job.id in self._jobs:
+                raise UserError(f"a job with id {job.id!r} already exists; use a new id", field="force_task_id")
             # Keep finished jobs briefly so a late progress poll still sees "done".
             done = [j for j in self._jobs.values() if j.state == "done"]
             for j in done[:-64]:

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..service import DEMO_NOTICE
-from . import extras, img2img, inpaint, txt2img
+from . import extras, img2img, inpaint, pnginfo, txt2img
 from .common import GPU, PRIVATE
 
 CSS = """
@@ -62,14 +62,21 @@ TABS = [
     ("img2img", "img2img", img2img),
     ("inpaint", "Inpaint", inpaint),
     ("extras", "Extras", extras),
+    ("pnginfo", "PNG Info", pnginfo),
 ]
 
 
 def launch_kwargs(service) -> dict:
+    """demo.launch() arguments. The REST API rides on Gradio's own app (attached by a lifespan
+    hook before the first request), so --share and --auth work for it too."""
     s = service.settings
-    return dict(
+    kwargs = dict(
         server_name=s.host, server_port=s.port, share=s.share,
         auth=list(s.auth) or None,
         allowed_paths=[str(s.outputs_dir.resolve())],
         css=CSS, theme=gr.themes.Soft(),
     )
+    if s.api:
+        from ..api import api_lifespan
+        kwargs["app_kwargs"] = {"lifespan": api_lifespan(service), "docs_url": "/docs"}
+    return kwargs
