@@ -192,3 +192,16 @@ def test_family_detection_from_shapes(tiny_loras):
     assert "SDXL" in family_mismatch(xl, 32, [32], False)
     assert family_mismatch(xl, 80, [32, 48], True) is None
     assert "80" in family_mismatch(sd1, 80, [32, 48], True)  # an SD1 LoRA on SDXL
+
+
+def test_browser_click_adds_and_removes_the_tag():
+    from webui.ui.lora_browser import toggle_lora, toggle_word
+
+    p = toggle_lora("portrait, soft light", "face")
+    assert p == "portrait, soft light, <lora:face:1>"
+    assert toggle_lora(p, "face") == "portrait, soft light"
+    assert toggle_lora("", "people/face") == "<lora:people/face:1>"
+    assert toggle_lora("a <lora:face:0.5>, b", "face") == "a, b"
+    assert toggle_word("blurry", "EasyNegative") == "blurry, EasyNegative"
+    assert toggle_word("blurry, EasyNegative, bad", "EasyNegative") == "blurry, bad"
+    assert toggle_word("EasyNegativeV2", "EasyNegative") == "EasyNegativeV2, EasyNegative"
