@@ -442,7 +442,10 @@ class PipelineManager:
     @torch.no_grad()
     def decode(self, model: LoadedModel, latents: torch.Tensor, warnings: list[str],
                vae: torch.nn.Module | None = None) -> list[Image.Image]:
-        vae = vae or self.request_vae(model) or model.pipe.vae
+        if vae is None:
+            vae = self.request_vae(model)
+        if vae is None:
+            vae = model.pipe.vae
         cfg = vae.config
         lat = latents / cfg.scaling_factor
         if getattr(cfg, "shift_factor", None):
