@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ __all__ = [
     "Embedding",
     "file_sha256",
     "load_embedding",
+    "EmbeddingLibrary",
     "load_embeddings_dir",
 ]
 
@@ -204,3 +206,54 @@ def load_embeddings_dir(folder: str | os.PathLike) -> tuple[dict[str, Embedding]
             continue
         found[emb.name] = emb
     return found, warnings
+
+
+class EmbeddingLibrary:
+    """Embeddings in one or more folders, loaded on first use and kept until the file changes.
+
+    A1111 keeps them in ``embeddings/`` at its root, other UIs in ``models/embeddings``; the
+    first folder wins when two hold the same name. Only embeddings whose name appears in a
+    prompt are loaded, so a large collection costs a folder listing per request.
+    """
+
+    def __init__(self, folders: list[str | os.PathLike]):
+        self.folders = [Path(f) for f in dict.fromkeys(str(f) for f in folders)]
+        self._cache: dict[str, tuple[tuple[int, int], Embedding]] = {}
+        self._lock = threading.Lock()
+
+    def files(self) -> dict[str, Path]:
+        """name -> file, over all folders (first folder, then sorted path order, wins)."""
+        found: dict[str, Path] = {}
+        for folder in self.folders:
+            if not folder.is_dir():
+                continue
+            for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in EMBEDDING_EXTENSIONS
+                               and p.is_file() and not p.name.startswith(".")):
+                found.setdefault(path.stem, path)
+        return found
+
+    def get(self, name: str, path: Path) -> Embedding:
+        st = path.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            hit = self._cache.get(str(path))
+        if hit and hit[0] == stamp:
+            return hit[1]
+        emb = load_embedding(path, name)
+        with self._lock:
+            self._cache[str(path)] = (stamp, emb)
+        return emb
+
+    def for_texts(self, texts: list[str]) -> tuple[dict[str, Embedding], list[str]]:
+        """The embeddings whose names occur in `texts` (the encoder does the exact whole-word
+        matching), and warnings for files that cannot be used."""
+        joined = "\n".join(t or "" for t in texts)
+        out: dict[str, Embedding] = {}
+        warnings: list[str] = []
+        for name, path in self.files().items():
+            if name and name in joined:
+                try:
+                    out[name] = self.get(name, path)
+                except UserError as exc:
+                    warnings.append(str(exc))
+        return out, warnings

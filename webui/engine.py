@@ -22,14 +22,18 @@ from PIL import Image
 from . import __version__
 from .catalog import Catalog, Checkpoint
 from .checkpoints import detect_family, load_pipeline, read_shapes
+from .embeddings import EmbeddingLibrary
 from .errors import UserError
 from .infotext import build_infotext
 from .jobs import Job
+from .lora import AdapterSet, LoraLibrary, merge_tags
 from .memory import stage_peak
 from .prompt_encoder import encode_prompts
+from .prompt_parser import extract_loras
 from .request import GenerationRequest
 from .samplers import SchedulerFactory
 from .settings import Settings
+from .vae import VaeLibrary, is_automatic, load_vae
 from . import detailer, hires, tasks
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,7 @@ class LoadedModel:
     family: str
     model_hash: str | None
     on_device: bool = True
+    adapters: AdapterSet | None = None  # LoRAs loaded into this pipeline
 
     @property
     def is_sdxl(self) -> bool:
@@ -102,6 +107,16 @@ class GenerationResult:
     paths: list[Path] = field(default_factory=list)
 
 
+@dataclass
+class RequestContext:
+    """What one request chose beyond the checkpoint: its VAE, its embeddings, and the infotext
+    keys they add. Pushed by _generate while it holds the device lock, so decode/embeds calls
+    from the hires and face passes use the same choices."""
+    vae: torch.nn.Module
+    embeddings: dict
+    extra: dict
+
+
 class PipelineManager:
     def __init__(self, settings: Settings, catalog: Catalog | None = None):
         self.settings = settings
@@ -109,6 +124,12 @@ class PipelineManager:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.schedulers = SchedulerFactory()
+        self.loras = LoraLibrary(self.catalog.models_dir / "Lora")
+        self.vaes = VaeLibrary(self.catalog.models_dir / "VAE", self.catalog.hashes)
+        self.embeddings = EmbeddingLibrary(settings.embedding_dirs)
+        # VAEs chosen by requests, on the device: (file, stamp, architecture) -> AutoencoderKL
+        self._vae_cache: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
+        self._contexts: list[RequestContext] = []  # innermost last; only touched under the lock
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
         self._active: str | None = None
         # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
@@ -253,14 +274,31 @@ class PipelineManager:
         # Peak memory per stage; off inside a face pass, whose own stage is being measured.
         memory: dict[str, float] | None = {} if measure else None
         warnings: list[str] = []
+        prepared = tasks.prepare(req, model)  # resized init image, masks, crop region...
+        scheduler_cfg = model.pipe.scheduler.config
+        # Per request, under the device lock: exactly this request's LoRAs, VAE and embeddings.
+        vae, vae_info = self._request_vae(model, req)  # first: a bad VAE name fails before any loading
+        lora_info = self._activate_loras(model, req, warnings)
+        embeddings, emb_warnings = self.embeddings.for_texts([req.prompt, req.negative_prompt])
+        warnings += emb_warnings
+        ctx = RequestContext(vae, embeddings, {**lora_info, **vae_info})
+        self._contexts.append(ctx)
+        try:
+            return self._run_batches(model, req, job, timings, prepared, scheduler_cfg, ctx, seeds, memory,
+                                     warnings)
+        finally:
+            self._contexts.pop()
+
+    def _run_batches(self, model, req, job, timings, prepared, scheduler_cfg, ctx, seeds, memory,
+                     warnings) -> GenerationResult:
         images: list[Image.Image] = []
         infotexts: list[str] = []
         done_seeds: list[int] = []
-        prepared = tasks.prepare(req, model)  # resized init image, masks, crop region...
-        scheduler_cfg = model.pipe.scheduler.config
         for b in range(req.n_iter):
             if job.interrupted:
                 break
+            if b and req.face_detail:
+                self._activate_loras(model, req, [])  # the face pass may have activated its own set
             batch_seeds = seeds[b * req.batch_size:(b + 1) * req.batch_size]
             job.start_batch(b, req.n_iter)
             if tasks.skip_denoise(req):
@@ -268,7 +306,7 @@ class PipelineManager:
             else:
                 scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
                 warnings += [n for n in notes if n not in warnings]
-                pipe = tasks.task_pipeline(model, prepared, scheduler)
+                pipe = tasks.task_pipeline(model, prepared, scheduler, vae=self.request_vae(model))
                 t = time.perf_counter()
                 embeds = self.embeds(model, pipe, req.prompt, req.negative_prompt, len(batch_seeds), req.clip_skip,
                                      warnings)
@@ -304,7 +342,7 @@ class PipelineManager:
                         img, extra = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
                 images.append(img)
                 done_seeds.append(seed)
-                infotexts.append(self.infotext(req, model, seed, extra))
+                infotexts.append(self.infotext(req, model, seed, {**ctx.extra, **extra}))
         timings["total"] = sum(v for k, v in timings.items())
         return GenerationResult(req, images, done_seeds, infotexts, model.ckpt.name, model.model_hash,
                                 warnings, timings, memory=memory or {}, interrupted=job.interrupted)
@@ -316,8 +354,12 @@ class PipelineManager:
             [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
             [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
             [prompt] * count, [negative] * count, clip_skip=clip_skip, sdxl=model.is_sdxl,
+            embeddings=self._contexts[-1].embeddings if self._contexts else None,
         )
         warnings += [w for w in enc.warnings if w not in warnings]
+        if enc.used_embeddings and self._contexts:
+            extra = self._contexts[-1].extra
+            extra["TI hashes"] = {**extra.get("TI hashes", {}), **enc.used_embeddings}
         dev, dt = self.device, model.pipe.unet.dtype
         out = {"prompt_embeds": enc.prompt_embeds.to(dev, dt),
                "negative_prompt_embeds": enc.negative_prompt_embeds.to(dev, dt)}
@@ -343,9 +385,67 @@ class PipelineManager:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    # ---- LoRA and VAE per request ----------------------------------------------------------------
+
+    def _activate_loras(self, model: LoadedModel, req: GenerationRequest, warnings: list[str]) -> dict:
+        """Activate exactly the request's `<lora:...>` set on the model (none: LoRA off).
+        Returns the infotext keys ("Lora hashes"). Unknown or unusable LoRAs are warnings, as in
+        A1111; a name that points outside models/Lora is refused (UserError)."""
+        _, tags, _ = extract_loras(req.prompt)  # syntax warnings come from the prompt encoder
+        tags, notes = merge_tags(tags)
+        warnings += notes
+        if extract_loras(req.negative_prompt)[1]:
+            warnings.append("LoRA tags in the negative prompt have no effect (as in A1111); they were removed "
+                            "from its text. Use a negative weight in the prompt, e.g. <lora:name:-0.5>.")
+        wanted = []
+        for name, weight in tags:
+            f = self.loras.find(name)
+            if f is None:
+                warnings.append(f"LoRA {name!r} was not found in {self.loras.folder.name}/; it was ignored")
+                continue
+            wanted.append((f, weight))
+        if model.adapters is None:
+            if not wanted:
+                return {}  # nothing ever loaded into this model: nothing to turn off
+            model.adapters = AdapterSet(model.pipe)
+        warnings += model.adapters.activate(wanted)
+        applied = {a for a, _ in model.adapters.active}
+        hashes = {}
+        for f, _ in wanted:
+            if model.adapters.adapter_of(f) in applied:
+                hashes[f.name] = self.loras.short_hash(f)
+        return {"Lora hashes": hashes} if hashes else {}
+
+    def _request_vae(self, model: LoadedModel, req: GenerationRequest) -> tuple[torch.nn.Module, dict]:
+        """The VAE this request decodes (and encodes) with, and its infotext keys. The
+        checkpoint's own VAE is never modified; chosen VAEs are cached on the device."""
+        if is_automatic(req.sd_vae):
+            return model.pipe.vae, {}
+        vf = self.vaes.find(req.sd_vae)
+        like = model.pipe.vae
+        key = (str(vf.path), vf.stamp, tuple(like.config.block_out_channels), like.config.latent_channels,
+               like.config.scaling_factor)
+        vae = self._vae_cache.get(key)
+        if vae is None:
+            vae = load_vae(vf, like).to(self.device, self.dtype)
+            self._vae_cache[key] = vae
+            while len(self._vae_cache) > 2:
+                self._vae_cache.popitem(last=False)
+        self._vae_cache.move_to_end(key)
+        return vae, {"VAE hash": self.vaes.short_hash(vf), "VAE": vf.name}
+
+    def request_vae(self, model: LoadedModel):
+        """The running request's own VAE when it chose one (for task pipelines), else None."""
+        vae = self._contexts[-1].vae if self._contexts else None
+        return vae if vae is not None and vae is not model.pipe.vae else None
+
     @torch.no_grad()
-    def decode(self, model: LoadedModel, latents: torch.Tensor, warnings: list[str]) -> list[Image.Image]:
-        vae = model.pipe.vae
+    def decode(self, model: LoadedModel, latents: torch.Tensor, warnings: list[str],
+               vae: torch.nn.Module | None = None) -> list[Image.Image]:
+        if vae is None:
+            vae = self.request_vae(model)
+        if vae is None:
+            vae = model.pipe.vae
         cfg = vae.config
         lat = latents / cfg.scaling_factor
         if getattr(cfg, "shift_factor", None):

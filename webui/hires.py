@@ -200,7 +200,7 @@ def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], emb
         prepared = tasks.Prepared("img2img", tasks._CLASSES[("img2img", model.is_sdxl, False)],
                                   width=out[0], height=out[1])
         extra = {}
-    pipe = tasks.task_pipeline(model, prepared, scheduler)
+    pipe = tasks.task_pipeline(model, prepared, scheduler, vae=engine.request_vae(model))  # the request's VAE
     prompt = req.hr_prompt or req.prompt
     negative = req.hr_negative_prompt or req.negative_prompt
     if (prompt, negative) != (req.prompt, req.negative_prompt):

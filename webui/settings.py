@@ -30,6 +30,7 @@ class Settings:
     auth: tuple[tuple[str, str], ...] = ()
     models_dir: Path = Path("models")
     outputs_dir: Path = Path("outputs")
+    embeddings_dir: Path | None = None  # None: A1111's embeddings/ next to the models folder, and models/embeddings
     model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -43,6 +44,12 @@ class Settings:
     @property
     def checkpoints_dir(self) -> Path:
         return self.models_dir / "Stable-diffusion"
+
+    @property
+    def embedding_dirs(self) -> list[Path]:
+        if self.embeddings_dir is not None:
+            return [self.embeddings_dir]
+        return [self.models_dir.parent / "embeddings", self.models_dir / "embeddings"]
 
 
 def _env(name: str, default=None):
@@ -76,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", default=_env("AUTH"), help="user:pass[,user2:pass2] or a file with one pair per line")
     p.add_argument("--models-dir", default=_env("MODELS_DIR", "models"), help="A1111-layout models folder")
     p.add_argument("--outputs-dir", default=_env("OUTPUTS_DIR", "outputs"))
+    p.add_argument("--embeddings-dir", default=_env("EMBEDDINGS_DIR"),
+                   help="textual-inversion embeddings (default: embeddings/ next to the models folder, "
+                        "and models/embeddings)")
     p.add_argument("--model", default=_env("MODEL"), help="checkpoint to load first: file, diffusers folder or Hub id")
     p.add_argument("--device", default=_env("DEVICE", "auto"), help="auto, cuda, cuda:1, mps or cpu")
     p.add_argument("--dtype", default=_env("DTYPE", "auto"), choices=["auto", "fp16", "bf16", "fp32"])
@@ -98,6 +108,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
     return Settings(
         host=a.host, port=a.port, share=a.share, auth=parse_auth(a.auth),
         models_dir=Path(a.models_dir), outputs_dir=Path(a.outputs_dir), model=a.model,
+        embeddings_dir=Path(a.embeddings_dir) if a.embeddings_dir else None,
         device=a.device, dtype=a.dtype, demo=a.demo, api=not a.no_api,
         device_cache=max(1, a.device_cache), cpu_cache=max(0, a.cpu_cache), limits=limits,
     )

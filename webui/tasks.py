@@ -180,15 +180,18 @@ def outpaint_size(canvas: tuple[int, int], width: int, height: int, limits) -> t
     return w, h
 
 
-def task_pipeline(model, prepared: Prepared, scheduler):
+def task_pipeline(model, prepared: Prepared, scheduler, vae=None):
     """A new lightweight pipeline object over the shared weights, owning this request's
-    scheduler and interrupt flag. (Not `from_pipe`: it recasts the shared modules' dtype.)"""
+    scheduler and interrupt flag (and the request's VAE, when it chose one).
+    (Not `from_pipe`: it recasts the shared modules' dtype.)"""
     cls = getattr(diffusers, prepared.cls_name)
     expected, optional = cls._get_signature_keys(cls)
     base = model.pipe
     kwargs = {k: v for k, v in base.components.items() if k in expected}
     kwargs.update({k: base.config[k] for k in optional if k in base.config})
     kwargs["scheduler"] = scheduler
+    if vae is not None:
+        kwargs["vae"] = vae
     for k in expected:
         kwargs.setdefault(k, None)  # e.g. image_encoder, feature_extractor, safety_checker
     if "requires_safety_checker" in optional:

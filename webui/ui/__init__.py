@@ -29,11 +29,15 @@ def build_ui(service) -> gr.Blocks:
         with gr.Row(equal_height=True):
             checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title(),
                                      label="Stable Diffusion checkpoint", elem_id="sd_checkpoint", scale=6)
+            sd_vae = gr.Dropdown(service.manager.vaes.names(), value="Automatic", label="SD VAE", elem_id="sd_vae",
+                                 scale=3, info="Automatic: the checkpoint's own VAE")
             refresh = gr.Button("🔄", elem_id="refresh_checkpoints", scale=0, min_width=48)
 
-        def refresh_list():
+        def refresh_list(vae):
             service.catalog.refresh()
-            return gr.Dropdown(choices=service.checkpoint_titles(), value=service.active_title())
+            vaes = service.manager.vaes.names()
+            return (gr.Dropdown(choices=service.checkpoint_titles(), value=service.active_title()),
+                    gr.Dropdown(choices=vaes, value=vae if vae in vaes else "Automatic"))
 
         def switch(title):
             if not title:
@@ -44,10 +48,10 @@ def build_ui(service) -> gr.Blocks:
                 gr.Warning(str(e))
                 return gr.Dropdown(value=service.active_title())
 
-        refresh.click(refresh_list, None, checkpoint, **PRIVATE)
+        refresh.click(refresh_list, sd_vae, [checkpoint, sd_vae], **PRIVATE)
         checkpoint.input(switch, checkpoint, checkpoint, **PRIVATE, **GPU)
 
-        shared = SimpleNamespace(checkpoint=checkpoint, tabs=None, controls={})
+        shared = SimpleNamespace(checkpoint=checkpoint, sd_vae=sd_vae, tabs=None, controls={})
         with gr.Tabs() as tabs:
             shared.tabs = tabs
             for tab_id, label, module in TABS:

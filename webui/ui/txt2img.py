@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from . import lora_browser
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons)
 
@@ -13,9 +14,12 @@ def build(service, shared) -> Controls:
     checkpoint = shared.checkpoint
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("txt2img")
+    lora_browser.build(service, prompt, negative, "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
             s = sampling_controls("txt2img", limits)
+            clip_skip = gr.Slider(1, 12, value=1, step=1, label="Clip skip", elem_id="txt2img_clip_skip",
+                                  info="1 = last layer (A1111 numbering); many anime models want 2")
             hr = hires_controls("txt2img", service)
             fd = face_detail_controls("txt2img", service)
         with gr.Column(scale=1):
@@ -38,6 +42,7 @@ def build(service, shared) -> Controls:
                 face_detail_denoising_strength: float = 0.4, face_detail_max_faces: int = 4,
                 face_detail_confidence: float = 0.3, face_detail_padding: int = 32, face_detail_blur: int = 4,
                 face_detail_detector: str = "haar", face_detail_order: str = "largest",
+                clip_skip: int = 1, sd_vae: str = "Automatic",
                 request: gr.Request = None, progress=gr.Progress()):
         """Generate images from a prompt, optionally with hires fix and a face detail pass.
         Returns the images (PNG with A1111 metadata) and the infotext of the first one."""
@@ -46,11 +51,11 @@ def build(service, shared) -> Controls:
         fields = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
                       width=width, height=height, sampler_name=sampler_name, scheduler=scheduler,
                       batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None,
-                      **quality)
+                      clip_skip=clip_skip, sd_vae=sd_vae or "Automatic", **quality)
         return run_generation(service, fields, "txt2img", request, progress)
 
     inputs = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
-              c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values()]
+              c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values(), clip_skip, shared.sd_vae]
     outputs = [gallery, info, state]
     generate.click(txt2img, inputs, outputs, api_name="txt2img", **GPU)
     prompt.submit(txt2img, inputs, outputs, api_visibility="private", **GPU)
