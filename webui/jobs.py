@@ -106,6 +106,17 @@ class Job:
         return ", ".join(parts)
 
 
+@dataclass
+class Snapshot:
+    """What a progress display needs from a running Job, as plain picklable values (it may
+    cross a process boundary on ZeroGPU). `preview` is set only when it is new."""
+
+    text: str
+    fraction: float
+    preview: Image.Image | None = None
+    preview_kind: str | None = None
+
+
 class JobRegistry:
     """The jobs currently known, by id; `latest_for(owner)` answers "my progress", and
     `history(owner)` the images a session made (newest last, bounded)."""

@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..service import DEMO_NOTICE
-from . import extras, txt2img
+from . import extras, history, txt2img
 from .common import GPU, PRIVATE
 
 CSS = """
@@ -60,6 +60,7 @@ def build_ui(service) -> gr.Blocks:
 TABS = [
     ("txt2img", "txt2img", txt2img),
     ("extras", "Extras", extras),
+    ("history", "History", history),  # after the generation tabs: its "send to" buttons fill them
 ]
 
 
