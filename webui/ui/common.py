@@ -75,13 +75,13 @@ def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
         """Stop this session's generation now; finished images are kept."""
         n = service.jobs.interrupt(session_of(request))
         gr.Info("Stopping after this step; finished images are kept" if n else "Nothing of yours is running")
-        return n
+        return None
 
     def do_skip(request: gr.Request):
         """Drop the image being made in this session's generation and go on with the next one."""
         n = service.jobs.skip(session_of(request))
         gr.Info("Skipping to the next image" if n else "Nothing of yours is running")
-        return n
+        return None
 
     names = tab == "txt2img"
     interrupt.click(do_interrupt, None, None, api_name="interrupt" if names else None,
