@@ -6,6 +6,7 @@ reads its flags, so one user's Interrupt can never reach another user's generati
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -123,6 +124,7 @@ class JobRegistry:
 
     HISTORY_PER_OWNER = 200
     HISTORY_OWNERS = 256
+    HISTORY_IN_MEMORY = 16  # unsaved images per owner (saved ones are kept as paths)
 
     def __init__(self):
         self._jobs: dict[str, Job] = {}
@@ -186,6 +188,9 @@ class JobRegistry:
             while len(self._history) > self.HISTORY_OWNERS:
                 self._history.popitem(last=False)
             items.extend(zip(images, result.infotexts))
+            in_memory = [i for i, (img, _) in enumerate(items) if not isinstance(img, (str, os.PathLike))]
+            for i in reversed(in_memory[:-self.HISTORY_IN_MEMORY]):
+                del items[i]
 
     def history(self, owner: str | None) -> list[tuple[object, str]]:
         with self._lock:
