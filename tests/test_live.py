@@ -225,7 +225,8 @@ def client(url):
 
 def submit(c, **fields):
     base = dict(prompt="portrait", negative_prompt="", steps=3, cfg_scale=7, seed=1, width=64, height=64,
-                sampler_name="Euler", scheduler="Automatic", batch_size=1, n_iter=1)
+                sampler_name="Euler", scheduler="Automatic", batch_size=1, n_iter=1,
+                hr_prompt="", hr_negative_prompt="", face_detail_prompt="", face_detail_negative_prompt="")
     base.update(fields)
     return c.submit(**base, api_name="/txt2img")
 
