@@ -28,6 +28,7 @@ from .infotext import build_infotext
 from .jobs import Job
 from .lora import AdapterSet, LoraLibrary, merge_tags
 from .memory import stage_peak
+from .previews import Previewer, denoised_estimate
 from .prompt_encoder import encode_prompts
 from .prompt_parser import extract_loras
 from .request import GenerationRequest
@@ -130,6 +131,7 @@ class PipelineManager:
         # VAEs chosen by requests, on the device: (file, stamp, architecture) -> AutoencoderKL
         self._vae_cache: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._contexts: list[RequestContext] = []  # innermost last; only touched under the lock
+        self.previews = Previewer(settings.models_dir, settings.preview, self.device, self.dtype)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
         self._active: str | None = None
         # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
@@ -321,7 +323,7 @@ class PipelineManager:
                         guidance_scale=req.cfg_scale,
                         generator=generators if len(generators) > 1 else generators[0],
                         output_type="latent",
-                        callback_on_step_end=self._step_callback(job),
+                        callback_on_step_end=self._step_callback(job, model, req),
                     ).images
                     self._sync()
                     timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
@@ -334,6 +336,11 @@ class PipelineManager:
                     with stage_peak(self.device, memory, "hires"):
                         decoded = hires.second_pass(self, model, req, latents, batch_seeds, embeds, job,
                                                     warnings, timings)
+            if job.cut_short and not job.interrupted:
+                continue  # Skip: this batch's unfinished pictures are dropped, the next batch starts
+            # Interrupt keeps the picture it stopped (the sampler's denoised estimate where it has one),
+            # marked in its infotext, since the seed alone no longer reproduces it.
+            stopped = {"Interrupted at step": f"{job.step}/{job.total_steps}"} if job.cut_short else {}
             for img, seed in zip(decoded, batch_seeds):
                 img = tasks.finish(img, prepared)  # paste inpaint result back over the original
                 extra = {}
@@ -342,7 +349,7 @@ class PipelineManager:
                         img, extra = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
                 images.append(img)
                 done_seeds.append(seed)
-                infotexts.append(self.infotext(req, model, seed, {**ctx.extra, **extra}))
+                infotexts.append(self.infotext(req, model, seed, {**ctx.extra, **extra, **stopped}))
         timings["total"] = sum(v for k, v in timings.items())
         return GenerationResult(req, images, done_seeds, infotexts, model.ckpt.name, model.model_hash,
                                 warnings, timings, memory=memory or {}, interrupted=job.interrupted)
@@ -368,18 +375,41 @@ class PipelineManager:
             out["negative_pooled_prompt_embeds"] = enc.negative_pooled_prompt_embeds.to(dev, dt)
         return out
 
-    def _step_callback(self, job: Job):
+    def _step_callback(self, job: Job, model: LoadedModel | None = None, req: GenerationRequest | None = None):
+        """Progress, previews (when `model` and `req` are given) and Skip/Interrupt, per step."""
+        every = self.settings.preview_every
+        previews = self.previews if every > 0 and model is not None and req is not None else None
+
         def on_step(pipe, i, t, kwargs):
             if self.fail_next_unet_call is not None:
                 err, self.fail_next_unet_call = self.fail_next_unet_call, None
                 raise err
             job.step = i + 1
             job.total_steps = getattr(pipe, "_num_timesteps", None) or job.total_steps
-            if job.stop_requested:
+            out = {}
+            latents = kwargs.get("latents")
+            last = job.step >= job.total_steps
+            if previews is not None and latents is not None and not last and not job.stop_requested \
+                    and job.step % every == 0:
+                self._preview(job, pipe, latents, model, req)
+            job.notify()  # listeners (progress bars, tests) see this step; a stop they ask for applies now
+            if job.stop_requested and not last:
                 pipe._interrupt = True  # this request's own pipeline object: nobody else's
-            job.notify()
-            return {}
+                job.cut_short = True
+                x0 = denoised_estimate(pipe, latents) if job.interrupted and latents is not None else None
+                if x0 is not None:
+                    out["latents"] = x0  # the kept picture is the cleanest one the sampler has
+            return out
         return on_step
+
+    def _preview(self, job: Job, pipe, latents, model: LoadedModel, req: GenerationRequest) -> None:
+        try:
+            x0 = denoised_estimate(pipe, latents)
+            image = self.previews.render(x0 if x0 is not None else latents, model.family, (req.width, req.height))
+            if image is not None:
+                job.set_preview(image, self.previews.kind(model.family))
+        except Exception:  # noqa: BLE001 - a preview must never cost the user the image
+            log.exception("live preview failed; generation continues")
 
     def _sync(self):
         if self.device.type == "cuda":

@@ -6,9 +6,11 @@ reads its flags, so one user's Interrupt can never reach another user's generati
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -29,8 +31,12 @@ class Job:
     started: float | None = None
     preview: Image.Image | None = None
     preview_step: int = -1
+    preview_kind: str | None = None  # "taesd" or "approx"
+    preview_count: int = 0
     interrupted: bool = False
     skipped: bool = False
+    # The current batch was stopped before its last step (by Skip or Interrupt).
+    cut_short: bool = False
     # Called after every step (from the generating thread): UI progress bars hook in here.
     listener: object = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -47,7 +53,13 @@ class Job:
                 self.started = time.monotonic()
             self.state = "running"
             self.image_index, self.image_count = index, count
-            self.step, self.skipped = 0, False
+            self.step, self.skipped, self.cut_short = 0, False, False
+            self.preview, self.preview_step = None, -1
+
+    def set_preview(self, image: Image.Image, kind: str) -> None:
+        with self._lock:
+            self.preview, self.preview_step, self.preview_kind = image, self.step, kind
+            self.preview_count += 1
 
     def progress(self) -> float:
         """0..1 over the whole job (all batches)."""
@@ -72,13 +84,54 @@ class Job:
     def stop_requested(self) -> bool:
         return self.interrupted or self.skipped
 
+    def status_text(self) -> str:
+        """One line for the UI: queue position while waiting, then image, step and ETA."""
+        if self.state == "queued":
+            if self.queue_position is None:
+                return "Waiting for the GPU..."
+            ahead = self.queue_position
+            return "Next in the GPU queue..." if ahead == 0 else f"Waiting in the GPU queue: {ahead} ahead of you"
+        if self.state == "done":
+            return "Done"
+        if not self.total_steps:
+            return "Preparing..."
+        parts = []
+        if self.image_count > 1:
+            parts.append(f"batch {self.image_index + 1}/{self.image_count}")
+        parts.append(f"step {self.step}/{self.total_steps}")
+        eta = self.eta()
+        if eta is not None:
+            parts.append(f"ETA {eta:.0f} s" if eta >= 1 else "ETA <1 s")
+        if self.interrupted:
+            parts.append("stopping")
+        elif self.skipped:
+            parts.append("skipping to the next image")
+        return ", ".join(parts)
+
+
+@dataclass
+class Snapshot:
+    """What a progress display needs from a running Job, as plain picklable values (it may
+    cross a process boundary on ZeroGPU). `preview` is set only when it is new."""
+
+    text: str
+    fraction: float
+    preview: Image.Image | None = None
+    preview_kind: str | None = None
+
 
 class JobRegistry:
-    """The jobs currently known, by id; `latest_for(owner)` answers "my progress"."""
+    """The jobs currently known, by id; `latest_for(owner)` answers "my progress", and
+    `history(owner)` the images a session made (newest last, bounded)."""
+
+    HISTORY_PER_OWNER = 200
+    HISTORY_OWNERS = 256
+    HISTORY_IN_MEMORY = 16  # unsaved images per owner (saved ones are kept as paths)
 
     def __init__(self):
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._history: OrderedDict[str, deque] = OrderedDict()
 
     def new(self, owner: str | None, job_id: str | None = None) -> Job:
         """A new job; `job_id` lets an API client pick the id it will poll (A1111's force_task_id)."""
@@ -105,3 +158,45 @@ class JobRegistry:
     def running(self) -> list[Job]:
         with self._lock:
             return [j for j in self._jobs.values() if j.state == "running"]
+
+    def active_for(self, owner: str | None) -> list[Job]:
+        """The owner's jobs that are queued or running (what its Interrupt/Skip may touch)."""
+        if owner is None:
+            return []
+        with self._lock:
+            return [j for j in self._jobs.values() if j.owner == owner and j.state != "done"]
+
+    def interrupt(self, owner: str | None) -> int:
+        """Stop the owner's queued and running jobs; nobody else's. Returns how many."""
+        jobs = self.active_for(owner)
+        for j in jobs:
+            j.interrupt()
+        return len(jobs)
+
+    def skip(self, owner: str | None) -> int:
+        """Skip the image being made in the owner's running job. Returns how many jobs."""
+        jobs = [j for j in self.active_for(owner) if j.state == "running"]
+        for j in jobs:
+            j.skip()
+        return len(jobs)
+
+    def record(self, owner: str | None, result) -> None:
+        """Remember a finished result's images (paths when saved, else the images) for the
+        owner's History tab."""
+        if owner is None:
+            return
+        paths = list(getattr(result, "paths", []) or [])
+        images = paths if len(paths) == len(result.images) else list(result.images)
+        with self._lock:
+            items = self._history.pop(owner, None) or deque(maxlen=self.HISTORY_PER_OWNER)
+            self._history[owner] = items
+            while len(self._history) > self.HISTORY_OWNERS:
+                self._history.popitem(last=False)
+            items.extend(zip(images, result.infotexts))
+            in_memory = [i for i, (img, _) in enumerate(items) if not isinstance(img, (str, os.PathLike))]
+            for i in reversed(in_memory[:-self.HISTORY_IN_MEMORY]):
+                del items[i]
+
+    def history(self, owner: str | None) -> list[tuple[object, str]]:
+        with self._lock:
+            return list(self._history.get(owner, ()))

@@ -7,16 +7,19 @@ the job registry) and passes to the UI and API builders -- there are no other gl
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .catalog import Catalog
 from .engine import GenerationResult, PipelineManager
 from .errors import UserError
-from .jobs import Job, JobRegistry
+from .jobs import Job, JobRegistry, Snapshot
 from .outputs import save_result
+from .ratelimit import RateLimiter
 from .request import GenerationRequest, build_request
 from .settings import Settings
+from .spaces import gpu
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,14 @@ class Service:
     catalog: Catalog
     manager: PipelineManager
     jobs: JobRegistry = field(default_factory=JobRegistry)
+    rate: RateLimiter | None = None
+    safety: Any = None  # safety.SafetyFilter when --safety-filter is on
+    # generate_stream, wrapped with spaces.GPU on ZeroGPU (it must be wrapped at start-up)
+    gpu_stream: Callable[..., Iterator] | None = None
+
+    def __post_init__(self):
+        if self.gpu_stream is None:
+            self.gpu_stream = gpu(self.generate_stream)
 
     @classmethod
     def create(cls, settings: Settings, load_model: bool = True) -> "Service":
@@ -45,7 +56,12 @@ class Service:
         else:
             first = catalog.list()[0] if catalog.list() else None
         manager = PipelineManager(settings, catalog)
-        service = cls(settings, catalog, manager)
+        safety = None
+        if settings.safety_filter:
+            from .safety import load_safety_filter
+            safety = load_safety_filter(settings.models_dir, manager.device)
+        rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        service = cls(settings, catalog, manager, rate=rate, safety=safety)
         if load_model and first is not None:
             manager.select(first.name)
         return service
@@ -64,9 +80,55 @@ class Service:
         job = job or self.jobs.new(owner)
         job.listener = listener
         result = self.manager.generate(req, job)
+        if self.safety is not None:
+            self.safety.apply(result)  # before saving: a hidden image never reaches the disk
         if req.save_images:
             save_result(result, self.settings.outputs_dir)
+        self.jobs.record(owner, result)
         return result
+
+    def generate_stream(self, req: GenerationRequest, owner: str | None = None,
+                        poll_s: float = 0.25) -> Iterator[Snapshot | GenerationResult]:
+        """Run `req` in a worker thread, yielding Snapshots (step, ETA, queue position, new
+        previews) while it runs and the GenerationResult last. Closing the generator early
+        (the browser went away) interrupts the job; finished images are still saved."""
+        job = self.jobs.new(owner)
+        changed = threading.Event()
+        box: dict[str, Any] = {}
+
+        def work():
+            try:
+                box["result"] = self.generate(req, owner=owner, listener=lambda _j: changed.set(), job=job)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                box["error"] = e
+            finally:
+                changed.set()
+
+        worker = threading.Thread(target=work, name=f"job-{job.id[:8]}", daemon=True)
+        worker.start()
+        shown_preview, last_text = -1, None
+        try:
+            while worker.is_alive():
+                changed.wait(poll_s)
+                changed.clear()
+                new = job.preview is not None and job.preview_count != shown_preview
+                text = job.status_text()
+                if new or text != last_text:
+                    shown_preview, last_text = job.preview_count, text
+                    yield Snapshot(text, job.progress(), job.preview if new else None, job.preview_kind)
+            worker.join()
+        except GeneratorExit:
+            job.interrupt()
+            raise
+        if "error" in box:
+            raise box["error"]
+        yield box["result"]
+
+    def admit(self, client: str | None) -> None:
+        """The rate limit (--rate-limit), checked before a request joins the GPU queue;
+        raises UserError with the wait when the client is over it."""
+        if self.rate is not None:
+            self.rate.admit(client)
 
     def select_model(self, name: str) -> str:
         model = self.manager.select(name)

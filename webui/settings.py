@@ -40,6 +40,14 @@ class Settings:
     device_cache: int = 1
     cpu_cache: int = 1
     limits: Limits = field(default_factory=Limits)
+    # Live previews: "auto" (TAESD when its weights are in models/VAE-approx, else the linear
+    # approximation), "approx", "taesd" or "off"; one preview every N steps (0 = none).
+    preview: str = "auto"
+    preview_every: int = 4
+    # Public deployments: jobs per minute per client (0 = unlimited), counted per IP or session.
+    rate_limit: int = 0
+    rate_limit_by: str = "ip"
+    safety_filter: bool = False
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -54,6 +62,10 @@ class Settings:
 
 def _env(name: str, default=None):
     return os.environ.get(f"WEBUI_{name}", default)
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def parse_auth(value: str | None) -> tuple[tuple[str, str], ...]:
@@ -77,7 +89,9 @@ def parse_auth(value: str | None) -> tuple[tuple[str, str], ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Portrait-focused Stable Diffusion web UI")
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="address to listen on (0.0.0.0 for the LAN)")
+    # Spaces (and Docker images) tell Gradio where to listen through GRADIO_SERVER_NAME.
+    p.add_argument("--host", default=_env("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
+                   help="address to listen on (0.0.0.0 for the LAN)")
     p.add_argument("--port", type=int, default=int(_env("PORT", 7860)))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (use with --auth)")
     p.add_argument("--auth", default=_env("AUTH"), help="user:pass[,user2:pass2] or a file with one pair per line")
@@ -99,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=int(_env("MAX_PIXELS", Limits.max_pixels)))
     p.add_argument("--max-steps", type=int, default=int(_env("MAX_STEPS", Limits.max_steps)))
     p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", Limits.max_batch_size)))
+    p.add_argument("--preview", default=_env("PREVIEW", "auto"), choices=["auto", "approx", "taesd", "off"],
+                   help="live preview: TAESD from models/VAE-approx when present, else a cheap approximation")
+    p.add_argument("--preview-every", type=int, default=int(_env("PREVIEW_EVERY", 4)),
+                   help="show a preview every N sampling steps (0 = none)")
+    p.add_argument("--rate-limit", type=int, default=int(_env("RATE_LIMIT", 0)),
+                   help="most generations per minute per client for public deployments (0 = no limit)")
+    p.add_argument("--rate-limit-by", default=_env("RATE_LIMIT_BY", "ip"), choices=["ip", "session"],
+                   help="count the rate limit per IP address or per browser session")
+    p.add_argument("--safety-filter", action="store_true", default=_env_flag("SAFETY_FILTER"),
+                   help="hide images an NSFW classifier flags (weights in models/safety_checker)")
     return p
 
 
@@ -111,4 +135,6 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         embeddings_dir=Path(a.embeddings_dir) if a.embeddings_dir else None,
         device=a.device, dtype=a.dtype, demo=a.demo, api=not a.no_api,
         device_cache=max(1, a.device_cache), cpu_cache=max(0, a.cpu_cache), limits=limits,
+        preview=a.preview, preview_every=max(0, a.preview_every), rate_limit=max(0, a.rate_limit),
+        rate_limit_by=a.rate_limit_by, safety_filter=a.safety_filter,
     )

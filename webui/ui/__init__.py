@@ -13,7 +13,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..service import DEMO_NOTICE
-from . import extras, img2img, inpaint, pnginfo, txt2img
+from . import extras, history, img2img, inpaint, pnginfo, txt2img
 from .common import GPU, PRIVATE
 
 CSS = """
@@ -67,6 +67,7 @@ TABS = [
     ("inpaint", "Inpaint", inpaint),
     ("extras", "Extras", extras),
     ("pnginfo", "PNG Info", pnginfo),
+    ("history", "History", history),  # after the generation tabs: its "send to" buttons fill them
 ]
 
 

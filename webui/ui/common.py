@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from ..engine import GenerationResult
 from ..errors import UserError
 from ..request import MAX_SEED
 from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
@@ -44,7 +45,8 @@ class Controls:
     image: gr.components.Component | None = None
 
 
-def prompt_row(tab: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
+def prompt_row(tab: str, service=None) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
+    """Prompt boxes and the Generate button; with `service`, also Interrupt and Skip under it."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=6):
             prompt = gr.Textbox("", label="Prompt", lines=3, max_lines=12, elem_id=f"{tab}_prompt",
@@ -53,7 +55,44 @@ def prompt_row(tab: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
                                   placeholder="lowres, blurry, deformed hands")
         with gr.Column(scale=1, min_width=140):
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate", size="lg")
+            if service is not None:
+                job_buttons(service, tab)
     return prompt, negative, generate
+
+
+# Interrupt/Skip must never wait behind the generation they stop: no GPU group, no limit.
+CONTROL = {"concurrency_limit": None}
+
+
+def session_of(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
+    """Interrupt and Skip, acting only on the jobs of the browser session that presses them.
+    The txt2img pair is also the API endpoints /interrupt and /skip (scoped to the client's
+    session the same way)."""
+    with gr.Row():
+        interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm", min_width=60)
+        skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm", min_width=60)
+
+    def do_interrupt(request: gr.Request):
+        """Stop this session's generation now; finished images are kept."""
+        n = service.jobs.interrupt(session_of(request))
+        gr.Info("Stopping after this step; finished images are kept" if n else "Nothing of yours is running")
+        return None
+
+    def do_skip(request: gr.Request):
+        """Drop the image being made in this session's generation and go on with the next one."""
+        n = service.jobs.skip(session_of(request))
+        gr.Info("Skipping to the next image" if n else "Nothing of yours is running")
+        return None
+
+    names = tab == "txt2img"
+    interrupt.click(do_interrupt, None, None, api_name="interrupt" if names else None,
+                    **({} if names else PRIVATE), **CONTROL)
+    skip.click(do_skip, None, None, api_name="skip" if names else None, **({} if names else PRIVATE), **CONTROL)
+    return interrupt, skip
 
 
 def sampling_controls(tab: str, limits) -> dict:
@@ -247,24 +286,43 @@ def gallery_output(result) -> tuple[list, str, dict]:
     return items, info, {"seeds": result.seeds, "infotexts": result.infotexts}
 
 
-def run_generation(service, fields: dict, task: str, request: gr.Request | None, progress) -> tuple:
-    """Shared body of the three tabs' Generate handlers."""
-    owner = getattr(request, "session_hash", None) if request is not None else None
+def client_key(service, request: gr.Request | None) -> str | None:
+    """Who the rate limit counts: the client's IP address, or its browser session."""
+    session = session_of(request)
+    if service.settings.rate_limit_by == "session" or request is None:
+        return session
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or session
+
+
+def run_generation(service, fields: dict, task: str, request: gr.Request | None, progress):
+    """Shared body of the tabs' Generate handlers, a generator: while the job runs it yields
+    the live preview into the gallery and "step i/N, ETA" into the infotext box (and the
+    progress bar), then the saved images, the first infotext and the state."""
+    owner = session_of(request)
     try:
         req = service.request(fields, task)
-
-        def on_step(job):
-            if job.total_steps:
-                progress(job.progress(), desc=f"image batch {job.image_index + 1}/{job.image_count}, "
-                                              f"step {job.step}/{job.total_steps}")
-
-        result = service.generate(req, owner=owner, listener=on_step)
+        service.admit(client_key(service, request))
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    result = None
+    try:
+        for item in service.gpu_stream(req, owner):
+            if isinstance(item, GenerationResult):
+                result = item
+                break
+            if progress is not None:
+                progress(item.fraction, desc=item.text)
+            preview = [(item.preview, f"preview ({item.preview_kind})")] if item.preview is not None else gr.skip()
+            yield preview, item.text, gr.skip()
     except UserError as e:
         raise gr.Error(str(e)) from None
     except Exception as e:  # keep serving; the log has the trace
         log.exception("generation failed")
         raise gr.Error(f"generation failed: {type(e).__name__}: {e}") from None
-    return gallery_output(result)
+    if result is None:
+        raise gr.Error("generation ended without a result")
+    yield gallery_output(result)
 
 
 def random_seed() -> int:

@@ -13,7 +13,7 @@ from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt
 def build(service, shared) -> Controls:
     checkpoint = shared.checkpoint
     limits = service.settings.limits
-    prompt, negative, generate = prompt_row("txt2img")
+    prompt, negative, generate = prompt_row("txt2img", service)
     lora_browser.build(service, prompt, negative, "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
@@ -52,7 +52,7 @@ def build(service, shared) -> Controls:
                       width=width, height=height, sampler_name=sampler_name, scheduler=scheduler,
                       batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None,
                       clip_skip=clip_skip, sd_vae=sd_vae or "Automatic", **quality)
-        return run_generation(service, fields, "txt2img", request, progress)
+        yield from run_generation(service, fields, "txt2img", request, progress)
 
     inputs = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
               c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values(), clip_skip, shared.sd_vae]

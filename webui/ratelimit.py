@@ -1,0 +1,42 @@
+"""A per-client limit on generations per minute for public deployments (--rate-limit N).
+
+Checked when a request arrives, before it takes a place in the GPU queue, so a client that
+floods the queue is told to wait instead of pushing everyone else back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+
+from .errors import UserError
+
+
+class RateLimiter:
+    WINDOW_S = 60.0
+    MAX_CLIENTS = 10_000  # forget the least recently seen clients beyond this
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.per_minute = per_minute
+        self._clock = clock
+        self._seen: OrderedDict[str, deque] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, client: str | None) -> None:
+        """Count one generation for `client`, or raise UserError saying when to try again."""
+        if self.per_minute <= 0:
+            return
+        key = client or "anonymous"
+        now = self._clock()
+        with self._lock:
+            times = self._seen.pop(key, None) or deque()
+            self._seen[key] = times
+            while times and now - times[0] >= self.WINDOW_S:
+                times.popleft()
+            if len(times) >= self.per_minute:
+                wait = max(1, round(self.WINDOW_S - (now - times[0])))
+                raise UserError(f"rate limit: at most {self.per_minute} generations per minute on this server; "
+                                f"try again in {wait} s")
+            times.append(now)
+            while len(self._seen) > self.MAX_CLIENTS:
+                self._seen.popitem(last=False)
