@@ -26,7 +26,7 @@ def denoising_slider(tab: str, value: float = 0.75) -> gr.Slider:
 
 def build(service, shared) -> Controls:
     limits = service.settings.limits
-    prompt, negative, generate = prompt_row("img2img")
+    prompt, negative, generate = prompt_row("img2img", service)
     with gr.Row():
         with gr.Column(scale=1):
             image = image_upload("Image", height=420, elem_id="img2img_image")
@@ -58,7 +58,7 @@ def build(service, shared) -> Controls:
                       scheduler=scheduler, batch_size=batch_size, n_iter=n_iter,
                       denoising_strength=denoising_strength, resize_mode=resize_mode,
                       sd_model_checkpoint=sd_model_checkpoint or None)
-        return run_generation(service, fields, "img2img", request, progress)
+        yield from run_generation(service, fields, "img2img", request, progress)
 
     settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
                 c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint]

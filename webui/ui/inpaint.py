@@ -20,7 +20,7 @@ BRUSH = gr.Brush(default_size=40, colors=[("#ff3db8", 0.6)], color_mode="fixed")
 
 def build(service, shared) -> Controls:
     limits = service.settings.limits
-    prompt, negative, generate = prompt_row("inpaint")
+    prompt, negative, generate = prompt_row("inpaint", service)
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
@@ -67,7 +67,7 @@ def build(service, shared) -> Controls:
                 fields["width"], fields["height"] = tasks.outpaint_size(
                     init.size, int(fields["width"]), int(fields["height"]), limits)
         fields.update(init_image=init, mask=mask)
-        return run_generation(service, fields, "inpaint", request, progress)
+        yield from run_generation(service, fields, "inpaint", request, progress)
 
     def inpaint(init_image: str, mask: str | None = None, prompt: str = "", negative_prompt: str = "",
                 steps: int = 20, cfg_scale: float = 7.0, seed: int = -1, width: int = 512, height: int = 512,
