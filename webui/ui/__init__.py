@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ..errors import UserError
+from ..i18n import I18N, t
 from ..service import DEMO_NOTICE
 from . import extras, txt2img
 from .common import GPU, PRIVATE
@@ -26,9 +27,12 @@ def build_ui(service) -> gr.Blocks:
     with gr.Blocks(title="Portrait Studio") as demo:
         if service.demo_active:
             gr.Markdown(f"**{DEMO_NOTICE}**", elem_id="demo_notice")
+        if service.startup_problems:
+            with gr.Accordion(t("load_problems"), open=False, elem_id="startup_problems"):
+                gr.Markdown("\n".join(f"- {p}" for p in service.startup_problems))
         with gr.Row(equal_height=True):
             checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title(),
-                                     label="Stable Diffusion checkpoint", elem_id="sd_checkpoint", scale=6)
+                                     label=t("checkpoint"), elem_id="sd_checkpoint", scale=6)
             refresh = gr.Button("🔄", elem_id="refresh_checkpoints", scale=0, min_width=48)
 
         def refresh_list():
@@ -58,8 +62,8 @@ def build_ui(service) -> gr.Blocks:
 
 # (tab id, label, module with build(service, shared))
 TABS = [
-    ("txt2img", "txt2img", txt2img),
-    ("extras", "Extras", extras),
+    ("txt2img", t("tab_txt2img"), txt2img),
+    ("extras", t("tab_extras"), extras),
 ]
 
 
@@ -69,5 +73,5 @@ def launch_kwargs(service) -> dict:
         server_name=s.host, server_port=s.port, share=s.share,
         auth=list(s.auth) or None,
         allowed_paths=[str(s.outputs_dir.resolve())],
-        css=CSS, theme=gr.themes.Soft(),
+        css=CSS, theme=gr.themes.Soft(), i18n=I18N,
     )
