@@ -25,6 +25,10 @@ CSS = """
 
 def build_ui(service) -> gr.Blocks:
     with gr.Blocks(title="Portrait Studio") as demo:
+        with gr.Row():
+            gr.HTML("")
+            gr.Button("中文 / English", elem_id="language_button", size="sm", scale=0, min_width=140).click(
+                None, js=OPEN_LANGUAGE_SETTINGS, **PRIVATE)
         if service.demo_active:
             gr.Markdown(f"**{DEMO_NOTICE}**", elem_id="demo_notice")
         if service.startup_problems:
@@ -65,6 +69,17 @@ TABS = [
     ("txt2img", t("tab_txt2img"), txt2img),
     ("extras", t("tab_extras"), extras),
 ]
+
+
+# Gradio shows the interface in the browser's language (Chinese for zh-*, else English) and has
+# a Language menu in its footer Settings panel; this button opens that panel. The choice lasts
+# until the page is reloaded. (A custom `head` script cannot pre-set the language: Gradio adds
+# it only after its i18n is set up.)
+OPEN_LANGUAGE_SETTINGS = """() => {
+  const b = [...document.querySelectorAll("footer button, footer a")]
+    .find((x) => /Settings|设置|設定/.test(x.textContent || ""));
+  if (b) b.click();
+}"""
 
 
 def launch_kwargs(service) -> dict:
