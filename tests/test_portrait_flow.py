@@ -98,6 +98,18 @@ def test_styles_apply_in_the_chosen_order_and_reach_the_infotext(service):
     assert b.prompt.index("golden hour backlight") < b.prompt.index("professional studio lighting")
 
 
+def test_infotext_sent_back_gives_the_same_prompt_not_doubled_styles(service):
+    """PNG Info / API replays send the expanded prompt with its Preset and Styles array."""
+    first, _ = service.prepare(dict(prompt="红色头发的女孩", preset="Classical Oil Portrait",
+                                    styles=["Golden Hour", "Portrait Essentials"], **FAST))
+    result = service.generate(first)
+    fields = infotext_to_fields(saved_params(result))
+    assert fields["styles"] == ["Golden Hour", "Portrait Essentials"] and fields["preset"] == "Classical Oil Portrait"
+    again, _ = service.prepare({**fields, "sd_model_checkpoint": None})
+    assert (again.prompt, again.negative_prompt) == (first.prompt, first.negative_prompt)
+    assert again.prompt.count("golden hour backlight") == 1
+
+
 def test_unknown_style_or_preset_is_a_clear_user_error(service):
     with pytest.raises(UserError, match="Unknown style 'Nope'"):
         service.prepare(dict(prompt="x", styles=["Nope"], **FAST))
@@ -187,3 +199,11 @@ def test_bad_start_up_files_are_reported_not_fatal(tiny_models, tmp_path, monkey
     req, _ = svc.prepare(dict(prompt="a baker", styles=["Good One"], preset="Mine", seed=1))
     assert req.prompt == "a baker, warm light" and req.negative_prompt == "cold"
     assert (req.steps, req.width, req.height) == (12, 512, 640)
+    # The artist sees the same list at the top of the page.
+    import gradio as gr
+
+    from webui.ui import build_ui
+
+    demo = build_ui(svc)
+    shown = "\n".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert "broken.json" in shown and "styles.csv" in shown

@@ -19,8 +19,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .presets import Preset, apply_preset
-from .styles import StyleLibrary
+from .presets import Preset
+from .styles import PROMPT_PLACEHOLDER, StyleLibrary, merge_template
 from .translate import Translator, has_cjk, translate_prompt
 
 
@@ -42,6 +42,43 @@ def _english(text: str, translator: Translator | None, override: str | None, not
     return result.english
 
 
+def _peel(text: str, template: str) -> str | None:
+    """The text `template` was applied to, if `text` is exactly such a result; else None."""
+    template = template or ""
+    if not template.strip():
+        return text
+    if PROMPT_PLACEHOLDER in template:
+        prefix, _, suffix = template.partition(PROMPT_PLACEHOLDER)
+        if PROMPT_PLACEHOLDER in suffix:
+            return None
+    else:
+        prefix, suffix = "", ", " + template.strip()
+    if len(text) >= len(prefix) + len(suffix) and text.startswith(prefix) and text.endswith(suffix):
+        return text[len(prefix):len(text) - len(suffix)]
+    return None
+
+
+def already_expanded(text: str, templates: Sequence[str]) -> bool:
+    """True when `text` is what applying `templates` in order produces (an infotext prompt sent
+    back with its Styles array / Preset), so applying them again would double them."""
+    if not text or not any((t or "").strip() for t in templates):
+        return False
+    for template in reversed(templates):
+        inner = _peel(text, template)
+        if inner is None:
+            return False
+        text = inner
+    return True
+
+
+def _apply(text: str, templates: Sequence[str]) -> str:
+    if already_expanded(text, templates):
+        return text
+    for template in templates:
+        text = merge_template(template, text)
+    return text
+
+
 def expand_prompts(
     prompt: str,
     negative_prompt: str,
@@ -58,9 +95,9 @@ def expand_prompts(
     chosen = library.resolve(styles)  # fail before any work on a typo
     pos = _english(prompt, translator, translated_prompt, notes)
     neg = _english(negative_prompt, translator, translated_negative_prompt, notes)
-    if preset is not None:
-        pos = apply_preset(pos, preset)
-    pos, neg = library.apply(pos, neg, chosen)
+    # A prompt that already carries the template and styles (replayed from an infotext) is kept.
+    pos = _apply(pos, ([preset.prompt or PROMPT_PLACEHOLDER] if preset else []) + [s.prompt for s in chosen])
+    neg = _apply(neg, [s.negative_prompt for s in chosen])
     pos = _english(pos, translator, None, notes)
     neg = _english(neg, translator, None, notes)
     if has_cjk(pos) or has_cjk(neg):
