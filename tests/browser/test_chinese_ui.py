@@ -52,6 +52,14 @@ def test_chinese_prompt_preset_and_edited_translation(new_page, shot):
     expect(page.locator("#txt2img_styles")).to_contain_text("Studio Lighting")
     shot("preset-picked", page)
 
+    # Hires fix and face detail settings come from the preset too (it turns both on for SD 1.5);
+    # the artist turns them off here to keep the test fast.
+    for accordion, box in (("txt2img_hires", "txt2img_enable_hr"),
+                           ("txt2img_face_detail_accordion", "txt2img_face_detail")):
+        page.locator(f"#{accordion} > button").first.click()
+        checkbox = page.locator(f"#{box} input[type=checkbox]")
+        expect(checkbox).to_be_checked()
+        checkbox.uncheck()
     # The artist keeps the preset but changes what they like, and words the English themselves.
     set_slider(page, "txt2img_steps", 2)
     set_slider(page, "txt2img_width", 64)
