@@ -35,7 +35,8 @@ def models_dir(tiny_models, tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def service(models_dir, tmp_path) -> Service:
-    s = Settings(models_dir=models_dir, outputs_dir=tmp_path / "outputs", device="cpu")
+    # translator off: these tests check the engine with prompts exactly as typed
+    s = Settings(models_dir=models_dir, outputs_dir=tmp_path / "outputs", device="cpu", translator="off")
     return Service.create(s)
 
 

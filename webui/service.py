@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .catalog import Catalog
@@ -16,10 +17,14 @@ from .engine import GenerationResult, PipelineManager
 from .errors import UserError
 from .jobs import Job, JobRegistry, Snapshot
 from .outputs import save_result
+from .presets import Preset, find_preset, load_presets, normalize_family
+from .prompting import expand_prompts
 from .ratelimit import RateLimiter
 from .request import GenerationRequest, build_request
 from .settings import Settings
 from .spaces import gpu
+from .styles import StyleLibrary, load_style_library
+from .translate import GlossaryTranslator, Translator, make_translator, translate_prompt
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,12 @@ class Service:
     safety: Any = None  # safety.SafetyFilter when --safety-filter is on
     # generate_stream, wrapped with spaces.GPU on ZeroGPU (it must be wrapped at start-up)
     gpu_stream: Callable[..., Iterator] | None = None
+    styles: StyleLibrary = field(default_factory=StyleLibrary)
+    presets: dict[str, Preset] = field(default_factory=dict)
+    translator: Translator | None = None
+    # Problems met at start-up (bad preset files, broken styles.csv rows, translator fallback),
+    # shown to the artist as a notice.
+    startup_problems: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.gpu_stream is None:
@@ -61,7 +72,15 @@ class Service:
             from .safety import load_safety_filter
             safety = load_safety_filter(settings.models_dir, manager.device)
         rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
-        service = cls(settings, catalog, manager, rate=rate, safety=safety)
+        styles = load_style_library([settings.models_dir, Path.cwd()])
+        presets, preset_problems = load_all_presets(settings.models_dir / "presets", styles.names())
+        translator, translator_problems = build_translator(settings.translator)
+        problems = [f"styles: {p}" for p in styles.problems] + [f"presets: {p}" for p in preset_problems]
+        problems += translator_problems
+        for p in problems:
+            log.warning("%s", p)
+        service = cls(settings, catalog, manager, rate=rate, safety=safety, styles=styles, presets=presets,
+                      translator=translator, startup_problems=problems)
         if load_model and first is not None:
             manager.select(first.name)
         return service
@@ -72,7 +91,58 @@ class Service:
         return m is not None and m.ckpt.name.endswith("demo-tiny-sd15")
 
     def request(self, fields: dict[str, Any], task: str = "txt2img") -> GenerationRequest:
-        return build_request(fields, self.settings.limits, task)
+        req, notes = self.prepare(fields, task)
+        for n in notes:
+            log.info("prompt: %s", n)
+        return req
+
+    def prepare(self, fields: dict[str, Any], task: str = "txt2img") -> tuple[GenerationRequest, list[str]]:
+        """Validate fields into a request whose prompts are what the model will read.
+
+        Beyond the A1111 fields this reads `preset` (a preset name: its template wraps the prompt,
+        and it fills every field the caller did not send), `translated_prompt` /
+        `translated_negative_prompt` (the artist's edited English) with `translated_from` (the
+        prompt that English was made for; a stale one is ignored). Returns the request and notes
+        for the artist (translation problems).
+        """
+        fields = dict(fields)
+        preset = self.preset(fields.pop("preset", None))
+        override = fields.pop("translated_prompt", None)
+        override_neg = fields.pop("translated_negative_prompt", None)
+        made_for = fields.pop("translated_from", None)
+        if made_for is not None and made_for != (fields.get("prompt") or ""):
+            override = override_neg = None  # the prompt changed after the preview
+        if preset is not None:
+            for key, value in preset.to_request_fields(self.family()).items():
+                if fields.get(key) is None:
+                    fields[key] = value
+        req = build_request(fields, self.settings.limits, task)
+        exp = expand_prompts(req.prompt, req.negative_prompt, styles=req.styles, library=self.styles,
+                             preset=preset, translator=self.translator,
+                             translated_prompt=override if isinstance(override, str) else None,
+                             translated_negative_prompt=override_neg if isinstance(override_neg, str) else None)
+        req = replace(req, prompt=exp.prompt, negative_prompt=exp.negative_prompt,
+                      extra_params=tuple(exp.infotext_params) + req.extra_params)
+        return req, exp.notes
+
+    def preset(self, name: str | None) -> Preset | None:
+        """The preset called `name` (English or Chinese name, label or file id); None for none."""
+        if not name or not isinstance(name, str) or name.strip() in ("", "None"):
+            return None
+        return find_preset(self.presets, name)
+
+    def translate(self, text: str) -> tuple[str, list[str]]:
+        """English for a prompt (unchanged when it has no CJK), and warnings: the UI's preview."""
+        result = translate_prompt(text or "", self.translator)
+        return result.english, result.warnings
+
+    def family(self) -> str:
+        """"sd1", "sd2" or "sdxl" for the active model (sd1 when none is loaded)."""
+        m = self.manager.active
+        try:
+            return normalize_family(m.family) if m is not None else "sd1"
+        except UserError:
+            return "sd1"
 
     def generate(self, req: GenerationRequest, owner: str | None = None,
                  listener: Callable[[Job], None] | None = None, job: Job | None = None) -> GenerationResult:
@@ -142,4 +212,23 @@ class Service:
         return self.catalog.title(m.ckpt) if m else None
 
 
-__all__ = ["DEMO_NOTICE", "Service", "UserError"]
+def load_all_presets(user_dir: Path, style_names: list[str]) -> tuple[dict[str, Preset], list[str]]:
+    """The shipped presets, then the artist's own from <models>/presets (same name: theirs wins)."""
+    presets, problems = load_presets(known_styles=style_names)
+    if user_dir.is_dir():
+        mine, mine_problems = load_presets(user_dir, known_styles=style_names)
+        presets.update(mine)
+        problems += [f"{user_dir.name}/{p}" for p in mine_problems]
+        presets = dict(sorted(presets.items(), key=lambda kv: (kv[1].order, kv[0].casefold())))
+    return presets, problems
+
+
+def build_translator(setting: str) -> tuple[Translator | None, list[str]]:
+    """The one translator the app uses; a setting that cannot work falls back to the glossary."""
+    try:
+        return make_translator(setting), []
+    except UserError as e:
+        return GlossaryTranslator(), [f"translator: {e} Using the built-in glossary instead."]
+
+
+__all__ = ["DEMO_NOTICE", "Service", "UserError", "build_translator"]

@@ -39,6 +39,8 @@ class Settings:
     # How many checkpoints stay loaded: on the device, and more in (pinned) CPU memory.
     device_cache: int = 1
     cpu_cache: int = 1
+    # Chinese prompt translation: auto, glossary, marian, off, or a MarianMT model folder.
+    translator: str = "auto"
     limits: Limits = field(default_factory=Limits)
     # Live previews: "auto" (TAESD when its weights are in models/VAE-approx, else the linear
     # approximation), "approx", "taesd" or "off"; one preview every N steps (0 = none).
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints kept on the GPU")
     p.add_argument("--cpu-cache", type=int, default=int(_env("CPU_CACHE", 1)),
                    help="further checkpoints kept in (pinned) CPU memory")
+    p.add_argument("--translator", default=_env("TRANSLATOR", "auto"),
+                   help="Chinese prompts: auto (MarianMT if cached, else glossary), glossary, marian, off, "
+                        "or a MarianMT model folder")
     p.add_argument("--max-pixels", type=int, default=int(_env("MAX_PIXELS", Limits.max_pixels)))
     p.add_argument("--max-steps", type=int, default=int(_env("MAX_STEPS", Limits.max_steps)))
     p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", Limits.max_batch_size)))
@@ -136,5 +141,5 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         device=a.device, dtype=a.dtype, demo=a.demo, api=not a.no_api,
         device_cache=max(1, a.device_cache), cpu_cache=max(0, a.cpu_cache), limits=limits,
         preview=a.preview, preview_every=max(0, a.preview_every), rate_limit=max(0, a.rate_limit),
-        rate_limit_by=a.rate_limit_by, safety_filter=a.safety_filter,
+        rate_limit_by=a.rate_limit_by, safety_filter=a.safety_filter, translator=a.translator,
     )

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ..errors import UserError
+from ..i18n import I18N, t
 from ..service import DEMO_NOTICE
 from . import extras, history, img2img, inpaint, pnginfo, txt2img
 from .common import GPU, PRIVATE
@@ -24,11 +25,18 @@ CSS = """
 
 def build_ui(service) -> gr.Blocks:
     with gr.Blocks(title="Portrait Studio") as demo:
+        with gr.Row():
+            gr.HTML("")
+            gr.Button("中文 / English", elem_id="language_button", size="sm", scale=0, min_width=140).click(
+                None, js=OPEN_LANGUAGE_SETTINGS, **PRIVATE)
         if service.demo_active:
             gr.Markdown(f"**{DEMO_NOTICE}**", elem_id="demo_notice")
+        if service.startup_problems:
+            with gr.Accordion(t("load_problems"), open=False, elem_id="startup_problems"):
+                gr.Markdown("\n".join(f"- {p}" for p in service.startup_problems))
         with gr.Row(equal_height=True):
             checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title(),
-                                     label="Stable Diffusion checkpoint", elem_id="sd_checkpoint", scale=6)
+                                     label=t("checkpoint"), elem_id="sd_checkpoint", scale=6)
             sd_vae = gr.Dropdown(service.manager.vaes.names(), value="Automatic", label="SD VAE", elem_id="sd_vae",
                                  scale=3, info="Automatic: the checkpoint's own VAE")
             refresh = gr.Button("🔄", elem_id="refresh_checkpoints", scale=0, min_width=48)
@@ -62,13 +70,24 @@ def build_ui(service) -> gr.Blocks:
 
 # (tab id, label, module with build(service, shared))
 TABS = [
-    ("txt2img", "txt2img", txt2img),
-    ("img2img", "img2img", img2img),
-    ("inpaint", "Inpaint", inpaint),
-    ("extras", "Extras", extras),
-    ("pnginfo", "PNG Info", pnginfo),
-    ("history", "History", history),  # after the generation tabs: its "send to" buttons fill them
+    ("txt2img", t("tab_txt2img"), txt2img),
+    ("img2img", t("tab_img2img"), img2img),
+    ("inpaint", t("tab_inpaint"), inpaint),
+    ("extras", t("tab_extras"), extras),
+    ("pnginfo", t("tab_png_info"), pnginfo),
+    ("history", t("tab_history"), history),  # after the generation tabs: its "send to" buttons fill them
 ]
+
+
+# Gradio shows the interface in the browser's language (Chinese for zh-*, else English) and has
+# a Language menu in its footer Settings panel; this button opens that panel. The choice lasts
+# until the page is reloaded. (A custom `head` script cannot pre-set the language: Gradio adds
+# it only after its i18n is set up.)
+OPEN_LANGUAGE_SETTINGS = """() => {
+  const b = [...document.querySelectorAll("footer button, footer a")]
+    .find((x) => /Settings|设置|設定/.test(x.textContent || ""));
+  if (b) b.click();
+}"""
 
 
 def launch_kwargs(service) -> dict:
@@ -79,7 +98,7 @@ def launch_kwargs(service) -> dict:
         server_name=s.host, server_port=s.port, share=s.share,
         auth=list(s.auth) or None,
         allowed_paths=[str(s.outputs_dir.resolve())],
-        css=CSS, theme=gr.themes.Soft(),
+        css=CSS, theme=gr.themes.Soft(), i18n=I18N,
     )
     if s.api:
         from ..api import api_lifespan

@@ -11,6 +11,7 @@ import gradio as gr
 
 from ..engine import GenerationResult
 from ..errors import UserError
+from ..i18n import t
 from ..request import MAX_SEED
 from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
 
@@ -49,12 +50,12 @@ def prompt_row(tab: str, service=None) -> tuple[gr.Textbox, gr.Textbox, gr.Butto
     """Prompt boxes and the Generate button; with `service`, also Interrupt and Skip under it."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=6):
-            prompt = gr.Textbox("", label="Prompt", lines=3, max_lines=12, elem_id=f"{tab}_prompt",
-                                placeholder="portrait of a young woman, soft window light, 85mm")
-            negative = gr.Textbox("", label="Negative prompt", lines=2, max_lines=8, elem_id=f"{tab}_neg_prompt",
-                                  placeholder="lowres, blurry, deformed hands")
+            prompt = gr.Textbox("", label=t("prompt"), lines=3, max_lines=12, elem_id=f"{tab}_prompt",
+                                placeholder=t("prompt_placeholder"))
+            negative = gr.Textbox("", label=t("negative_prompt"), lines=2, max_lines=8, elem_id=f"{tab}_neg_prompt",
+                                  placeholder=t("negative_prompt_placeholder"))
         with gr.Column(scale=1, min_width=140):
-            generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate", size="lg")
+            generate = gr.Button(t("generate"), variant="primary", elem_id=f"{tab}_generate", size="lg")
             if service is not None:
                 job_buttons(service, tab)
     return prompt, negative, generate
@@ -97,21 +98,21 @@ def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
 
 def sampling_controls(tab: str, limits) -> dict:
     with gr.Row():
-        sampler = gr.Dropdown(AVAILABLE_SAMPLERS, value="DPM++ 2M", label="Sampling method",
+        sampler = gr.Dropdown(AVAILABLE_SAMPLERS, value="DPM++ 2M", label=t("sampler"),
                               elem_id=f"{tab}_sampler")
-        scheduler = gr.Dropdown(list(SCHEDULE_TYPES), value="Automatic", label="Schedule type",
+        scheduler = gr.Dropdown(list(SCHEDULE_TYPES), value="Automatic", label=t("scheduler"),
                                 elem_id=f"{tab}_scheduler")
-    steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+    steps = gr.Slider(1, limits.max_steps, value=20, step=1, label=t("steps"), elem_id=f"{tab}_steps")
     with gr.Row():
-        width = gr.Slider(64, limits.max_width, value=512, step=8, label="Width", elem_id=f"{tab}_width")
-        height = gr.Slider(64, limits.max_height, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+        width = gr.Slider(64, limits.max_width, value=512, step=8, label=t("width"), elem_id=f"{tab}_width")
+        height = gr.Slider(64, limits.max_height, value=512, step=8, label=t("height"), elem_id=f"{tab}_height")
     with gr.Row():
-        n_iter = gr.Slider(1, limits.max_n_iter, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
-        batch_size = gr.Slider(1, limits.max_batch_size, value=1, step=1, label="Batch size",
+        n_iter = gr.Slider(1, limits.max_n_iter, value=1, step=1, label=t("batch_count"), elem_id=f"{tab}_batch_count")
+        batch_size = gr.Slider(1, limits.max_batch_size, value=1, step=1, label=t("batch_size"),
                                elem_id=f"{tab}_batch_size")
-    cfg = gr.Slider(1, 30, value=7, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    cfg = gr.Slider(1, 30, value=7, step=0.5, label=t("cfg_scale"), elem_id=f"{tab}_cfg_scale")
     with gr.Row(equal_height=True):
-        seed = gr.Number(value=-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED, elem_id=f"{tab}_seed",
+        seed = gr.Number(value=-1, label=t("seed"), precision=0, minimum=-1, maximum=MAX_SEED, elem_id=f"{tab}_seed",
                          scale=4)
         dice = gr.Button("🎲", elem_id=f"{tab}_random_seed", scale=0, min_width=48)
         reuse = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=48)
@@ -188,9 +189,9 @@ def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
 
 
 def results_panel(tab: str) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
-    gallery = gr.Gallery(label="Output", format="png", columns=2, height=520, object_fit="contain",
+    gallery = gr.Gallery(label=t("output_gallery"), format="png", columns=2, height=520, object_fit="contain",
                          elem_id=f"{tab}_gallery", buttons=["download", "fullscreen"], interactive=False)
-    info = gr.Textbox(label="Generation parameters", lines=4, interactive=False, elem_id=f"{tab}_infotext",
+    info = gr.Textbox(label=t("generation_info"), lines=4, interactive=False, elem_id=f"{tab}_infotext",
                       buttons=["copy"])
     state = gr.State({"seeds": [], "infotexts": []})
     return gallery, info, state
@@ -301,10 +302,12 @@ def run_generation(service, fields: dict, task: str, request: gr.Request | None,
     progress bar), then the saved images, the first infotext and the state."""
     owner = session_of(request)
     try:
-        req = service.request(fields, task)
+        req, notes = service.prepare(fields, task)
         service.admit(client_key(service, request))
     except UserError as e:
         raise gr.Error(str(e)) from None
+    for note in notes:
+        gr.Warning(note)
     result = None
     try:
         for item in service.gpu_stream(req, owner):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import lora_browser
+from . import lora_browser, presets_panel
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons)
 
@@ -14,6 +14,7 @@ def build(service, shared) -> Controls:
     checkpoint = shared.checkpoint
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("txt2img", service)
+    extras = presets_panel.build(service, "txt2img")
     lora_browser.build(service, prompt, negative, "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
@@ -29,6 +30,8 @@ def build(service, shared) -> Controls:
                  s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state)
     c.send, c.selected = send, selected
     wire_seed_buttons(c, s["_dice"], s["_reuse"])
+    presets_panel.wire(service, "txt2img", extras, prompt, negative,
+                       {**{k: v for k, v in s.items() if not k.startswith("_")}, **hr, **fd})
 
     def txt2img(prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int, width: int,
                 height: int, sampler_name: str, scheduler: str, batch_size: int, n_iter: int,
@@ -42,20 +45,31 @@ def build(service, shared) -> Controls:
                 face_detail_denoising_strength: float = 0.4, face_detail_max_faces: int = 4,
                 face_detail_confidence: float = 0.3, face_detail_padding: int = 32, face_detail_blur: int = 4,
                 face_detail_detector: str = "haar", face_detail_order: str = "largest",
+                styles: list[str] | None = None, preset: str | None = None, translated_prompt: str | None = None,
+                translated_negative_prompt: str | None = None, translated_from: dict | None = None,
                 clip_skip: int = 1, sd_vae: str = "Automatic",
                 request: gr.Request = None, progress=gr.Progress()):
         """Generate images from a prompt, optionally with hires fix and a face detail pass.
-        Returns the images (PNG with A1111 metadata) and the infotext of the first one."""
+        Returns the images (PNG with A1111 metadata) and the infotext of the first one.
+        `styles` are applied in order; `preset` (a preset name) wraps the prompt in its template;
+        Chinese in the prompts is translated to English, or `translated_prompt` is used as the English."""
         quality = {k: v for k, v in locals().items()
                    if k.startswith(("hr_", "face_detail")) or k in ("enable_hr", "denoising_strength")}
         fields = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
                       width=width, height=height, sampler_name=sampler_name, scheduler=scheduler,
                       batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None,
-                      clip_skip=clip_skip, sd_vae=sd_vae or "Automatic", **quality)
+                      clip_skip=clip_skip, sd_vae=sd_vae or "Automatic",
+                      styles=list(styles or []), preset=preset, **quality)
+        if translated_from is None:  # an API caller: their English is for this prompt
+            translated_from = {"prompt": prompt or "", "negative": negative_prompt or ""}
+        fields.update(presets_panel.translation_fields(prompt, negative_prompt, translated_prompt,
+                                                       translated_negative_prompt, translated_from))
         yield from run_generation(service, fields, "txt2img", request, progress)
 
     inputs = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
-              c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values(), clip_skip, shared.sd_vae]
+              c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values(), extras.styles, extras.preset,
+              extras.translated_prompt, extras.translated_negative_prompt, extras.translated_from,
+              clip_skip, shared.sd_vae]
     outputs = [gallery, info, state]
     generate.click(txt2img, inputs, outputs, api_name="txt2img", **GPU)
     prompt.submit(txt2img, inputs, outputs, api_visibility="private", **GPU)
