@@ -15,23 +15,44 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import UserError
-from .image_meta import open_image
+from .image_meta import open_image, upload_too_large
+from .settings import Limits
 
 
-def decode_base64_image(data: str, field: str = "image") -> Image.Image:
+# What uploads are called in messages, by request field.
+UPLOAD_LABELS = {"init_images": "The input image", "mask": "The mask", "image": "The image"}
+
+
+def upload_label(field: str) -> str:
+    return UPLOAD_LABELS.get(field, f"The {field} image")
+
+
+def load_upload(source, limits: Limits | None = None, field: str = "image") -> Image.Image:
+    """Open an uploaded file (path, bytes, file object or PIL image) within the upload limits:
+    bytes and pixels are checked before the pixels are decoded. Same messages for UI and API."""
+    lim = limits or Limits()
+    return open_image(source, max_bytes=lim.max_upload_bytes, max_pixels=lim.max_upload_pixels,
+                      label=upload_label(field))
+
+
+def decode_base64_image(data: str, field: str = "image", limits: Limits | None = None) -> Image.Image:
     """A1111 clients send raw base64 or a data URL (`data:image/png;base64,...`)."""
     if not isinstance(data, str) or not data:
         raise UserError(f"{field} must be a base64-encoded image", field=field)
+    lim = limits or Limits()
     if data.startswith("data:"):
         data = data.partition(",")[2]
+    if len(data) // 4 * 3 > lim.max_upload_bytes + 3:  # refuse before decoding the text
+        raise UserError(upload_too_large(upload_label(field), len(data) // 4 * 3, lim.max_upload_bytes),
+                        field=field)
     try:
         raw = base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError):
         raise UserError(f"{field} is not valid base64", field=field) from None
     try:
-        return open_image(io.BytesIO(raw))
+        return load_upload(raw, lim, field)
     except UserError as e:
-        raise UserError(f"{field}: {e}", field=field) from None
+        raise UserError(str(e), field=field) from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
