@@ -214,6 +214,20 @@ def test_lora_vae_embedding_names_stay_in_their_folder(model_tree, kind, exts):
             find_model_file(folder, name, exts, kind, field="x")
 
 
+def test_embedding_folder_skips_links_out(tmp_path):
+    from safetensors.torch import save_file
+    from webui.embeddings import load_embeddings_dir
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    save_file({"emb_params": torch.ones(2, 32)}, str(folder / "good.safetensors"))
+    save_file({"emb_params": torch.ones(2, 32)}, str(tmp_path / "outside.safetensors"))
+    (folder / "escape.safetensors").symlink_to(tmp_path / "outside.safetensors")
+    (folder / "inner.safetensors").symlink_to(folder / "good.safetensors")
+    found, warnings = load_embeddings_dir(folder)
+    assert set(found) == {"good", "inner"}
+    assert any("escape" in w and "outside" in w for w in warnings)
+
+
 def test_upscaler_names_stay_in_their_folder(model_tree):
     from webui.upscalers import resolve_model_file
     (model_tree / "ESRGAN" / "good.pt").unlink()
