@@ -280,26 +280,32 @@ def test_output_files_stay_in_the_outputs_folder(tmp_path):
             resolve_output(out, name)
 
 
-def test_running_server_serves_only_the_outputs_folder(service, tmp_path):
+def test_running_server_serves_only_the_outputs_folder_and_caps_uploads(models_dir, tmp_path):
     import httpx
+    from webui.image_meta import save_png
     from webui.ui import build_ui, launch_kwargs
-    r = service.generate(service.request(fields()))
-    saved = r.paths[0]
-    private = service.settings.models_dir / "Stable-diffusion" / "alpha.safetensors"
-    demo = build_ui(service)
+    svc = Service.create(Settings(models_dir=models_dir, outputs_dir=tmp_path / "outputs", device="cpu",
+                                  limits=Limits(max_upload_bytes=20_000)), load_model=False)
+    saved = save_png(Image.new("RGB", (8, 8)), tmp_path / "outputs" / "txt2img-images" / "00000-1.png", "x")
+    private = models_dir / "Stable-diffusion" / "alpha.safetensors"
+    demo = build_ui(svc)
     demo.queue(default_concurrency_limit=1)
-    kw = launch_kwargs(service)
+    kw = launch_kwargs(svc)
     kw.update(server_port=None, prevent_thread_lock=True, quiet=True)
     demo.launch(**kw)
     try:
         base = demo.local_url.rstrip("/")
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=60) as http:
             assert http.get(f"{base}/gradio_api/file={saved.resolve()}").status_code == 200
             for path in ("/etc/passwd", str(private.resolve()), str(Path("README.md").resolve()),
                          f"{saved.parent.resolve()}/../../../etc/passwd"):
                 resp = http.get(f"{base}/gradio_api/file={path}")
                 assert resp.status_code in (403, 404), path
                 assert b"root:" not in resp.content
+            small = http.post(f"{base}/gradio_api/upload", files={"files": ("a.png", png_bytes(), "image/png")})
+            assert small.status_code == 200
+            big = http.post(f"{base}/gradio_api/upload", files={"files": ("b.png", b"\0" * 30_000, "image/png")})
+            assert big.status_code >= 400
     finally:
         demo.close()
 
