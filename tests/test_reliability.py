@@ -18,7 +18,7 @@ from PIL import Image
 
 from webui.catalog import find_model_file
 from webui.errors import UserError
-from webui.images import decode_base64_image, load_upload
+from webui.images import decode_base64_image, open_upload
 from webui.jobs import Job
 from webui.outputs import resolve_output, save_result
 from webui.service import Service
@@ -117,8 +117,8 @@ def test_upload_byte_limit_before_decoding(tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(data)
     with pytest.raises(UserError, match="upload limit is 4.0 KB"):
-        load_upload(str(path), SMALL, "init_images")
-    assert load_upload(str(path), Limits(), "init_images").size == (64, 64)
+        open_upload(str(path), SMALL, "init_images")
+    assert open_upload(str(path), Limits(), "init_images").size == (64, 64)
 
 
 def test_decompression_bomb_is_refused_from_the_header():

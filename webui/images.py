@@ -27,7 +27,7 @@ def upload_label(field: str) -> str:
     return UPLOAD_LABELS.get(field, f"The {field} image")
 
 
-def load_upload(source, limits: Limits | None = None, field: str = "image") -> Image.Image:
+def open_upload(source, limits: Limits | None = None, field: str = "image") -> Image.Image:
     """Open an uploaded file (path, bytes, file object or PIL image) within the upload limits:
     bytes and pixels are checked before the pixels are decoded. Same messages for UI and API."""
     lim = limits or Limits()
@@ -50,7 +50,7 @@ def decode_base64_image(data: str, field: str = "image", limits: Limits | None =
     except (binascii.Error, ValueError):
         raise UserError(f"{field} is not valid base64", field=field) from None
     try:
-        return load_upload(raw, lim, field)
+        return open_upload(raw, lim, field)
     except UserError as e:
         raise UserError(str(e), field=field) from None
 
