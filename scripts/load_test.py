@@ -341,14 +341,15 @@ class Runner:
         """A longer request, interrupted by the same client while it runs: it must come back
         (with the images finished before the interrupt), not hang or fail."""
         box: dict = {}
+        task_id = f"loadtest-{seed}"  # interrupt this client's own job, not whichever is latest
 
         def long_job():
-            box["r"] = self.rest(http, "txt2img", seed, steps=max(self.steps, 8), n_iter=3)
+            box["r"] = self.rest(http, "txt2img", seed, steps=max(self.steps, 8), n_iter=3, force_task_id=task_id)
 
         t = threading.Thread(target=long_job)
         t.start()
         time.sleep(0.3)
-        r = http.post(self.url + "/sdapi/v1/interrupt", timeout=30)
+        r = http.post(self.url + "/sdapi/v1/interrupt", json={"id_task": task_id}, timeout=30)
         t.join(timeout=self._timeout())
         if t.is_alive():
             return "failed", "interrupted request did not return", 0
