@@ -198,9 +198,12 @@ class MemorySampler(threading.Thread):
                 continue
             start, end = vals[0][1], vals[-1][1]
             peak = max(v for _, v in vals)
+            # MB at 0, 25, 50, 75 and 100 % of the way: a leak climbs, a warm cache levels off.
+            trend = [round(vals[min(len(vals) - 1, i * (len(vals) - 1) // 4)][1] / 2**20, 1) for i in range(5)]
             out[name] = {"start_mb": round(start / 2**20, 1), "end_mb": round(end / 2**20, 1),
                          "peak_mb": round(peak / 2**20, 1), "growth_mb": round((end - start) / 2**20, 1),
-                         "samples": len(vals), "from_generation": vals[0][0], "to_generation": vals[-1][0]}
+                         "trend_mb": trend, "samples": len(vals), "from_generation": vals[0][0],
+                         "to_generation": vals[-1][0]}
         return out
 
 
@@ -480,12 +483,14 @@ def write_report(report: Report, path: Path) -> dict:
         lines.append(f"| {kind} | {counts.get('ok', 0)} | {counts.get('refused', 0)} | {counts.get('skipped', 0)} "
                      f"| {counts.get('failed', 0)} |")
     lines += ["", "Memory (" + report.memory.get("sampled_from", "") + "), after the mixed phase as warm-up:", "",
-              "| what | start MB | end MB | peak MB | growth MB | samples | generations |", "|---|---|---|---|---|---|---|"]
+              "| what | start MB | end MB | peak MB | growth MB | at 0/25/50/75/100 % | samples | generations |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in ("rss", "vram"):
         m = report.memory.get(name)
         if m:
             lines.append(f"| {name.upper()} | {m['start_mb']} | {m['end_mb']} | {m['peak_mb']} | {m['growth_mb']} "
-                         f"| {m['samples']} | {m['from_generation']}-{m['to_generation']} |")
+                         f"| {' / '.join(map(str, m['trend_mb']))} | {m['samples']} "
+                         f"| {m['from_generation']}-{m['to_generation']} |")
     if s["failed"]:
         lines += ["", "Failures:", ""] + [f"- client {f['client']} {f['kind']}: {f['detail']}" for f in s["failed"][:20]]
     if report.mixups:

@@ -343,18 +343,39 @@ def _loaders(tmp_path):
         shutil.copy(path, target)
         return get_upscaler(target.stem, tmp_path / "models")
 
-    return {"checkpoint header": read_shapes, "checkpoint": lambda p: load_pipeline(str(p)),
-            "embedding": load_embedding, "upscaler": upscaler}
+    loaders = {"checkpoint header": read_shapes, "checkpoint": lambda p: load_pipeline(str(p)),
+               "embedding": load_embedding, "upscaler": upscaler}
+    try:
+        from webui.lora import read_state_dict
+        loaders["lora"] = read_state_dict
+    except ImportError:
+        pass
+    try:
+        from webui.vae import _read as read_vae
+        loaders["vae"] = read_vae
+    except ImportError:
+        pass
+    return loaders
+
+
+OPTIONAL_LOADERS = ["lora", "vae"]
+
+
+def _loader(tmp_path, name):
+    loaders = _loaders(tmp_path)
+    if name not in loaders:
+        pytest.skip(f"no {name} loader in this build")
+    return loaders[name]
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-@pytest.mark.parametrize("loader", ["checkpoint header", "checkpoint", "embedding", "upscaler"])
+@pytest.mark.parametrize("loader", ["checkpoint header", "checkpoint", "embedding", "upscaler", *OPTIONAL_LOADERS])
 def test_pickle_with_code_is_refused_and_never_runs(tmp_path, loader, legacy):
     sentinel = tmp_path / "code-ran"
-    suffix = {"embedding": ".pt", "upscaler": ".pth"}.get(loader, ".ckpt")
+    suffix = {"embedding": ".pt", "upscaler": ".pth", "lora": ".pt", "vae": ".pt"}.get(loader, ".ckpt")
     path = _evil(tmp_path / f"evil{suffix}", sentinel, legacy)
     with pytest.raises(UserError) as e:
-        _loaders(tmp_path)[loader](path)
+        _loader(tmp_path, loader)(path)
     assert "evil" in str(e.value)
     assert not sentinel.exists()
 
@@ -373,15 +394,15 @@ def test_pickle_checkpoint_refused_through_the_manager(service, models_dir, tmp_
         service.catalog.refresh()
 
 
-@pytest.mark.parametrize("loader", ["checkpoint header", "embedding", "upscaler"])
+@pytest.mark.parametrize("loader", ["checkpoint header", "embedding", "upscaler", *OPTIONAL_LOADERS])
 @pytest.mark.parametrize("content", [png_bytes(), b"<html>404 Not Found</html>", b"\x00" * 64])
 def test_file_that_is_not_what_it_claims_is_rejected(tmp_path, loader, content):
-    suffix = {"embedding": ".safetensors", "upscaler": ".safetensors"}.get(loader, ".safetensors")
-    for ext in (suffix, ".pt" if loader == "embedding" else ".pth" if loader == "upscaler" else ".ckpt"):
+    pickled = {"upscaler": ".pth", "checkpoint header": ".ckpt"}.get(loader, ".pt")
+    for ext in (".safetensors", pickled):
         path = tmp_path / f"fake{ext}"
         path.write_bytes(content)
         with pytest.raises(UserError) as e:
-            _loaders(tmp_path)[loader](path)
+            _loader(tmp_path, loader)(path)
         assert "fake" in str(e.value)
         path.unlink()
 
