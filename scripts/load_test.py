@@ -253,6 +253,7 @@ class Runner:
         self.generations = 0
         self.sampler: MemorySampler | None = None
         self.available: dict[str, bool] = {}
+        self.gradio_fill: dict[str, dict] = {}
 
     # what the server offers
     def probe(self) -> None:
@@ -260,7 +261,14 @@ class Runner:
             self.available["rest"] = http.get(self.url + "/sdapi/v1/options").status_code == 200
         from gradio_client import Client
         api = Client(self.url, verbose=False).view_api(print_info=False, return_format="dict")
-        names = set((api or {}).get("named_endpoints", {}))
+        endpoints = (api or {}).get("named_endpoints", {})
+        names = set(endpoints)
+        # Arguments a client need not care about (hires, face detail...): text fields with no
+        # default get "", the rest their defaults, so new optional controls do not break the test.
+        self.gradio_fill = {
+            name: {p["parameter_name"]: ("" if p.get("component") == "Textbox" else None)
+                   for p in ep.get("parameters", []) if not p.get("parameter_has_default")}
+            for name, ep in endpoints.items()}
         for kind in ("txt2img", "img2img", "inpaint"):
             self.available[f"gradio_{kind}"] = f"/{kind}" in names
             self.available[f"rest_{kind}"] = self.available["rest"]
@@ -319,8 +327,9 @@ class Runner:
                 mask = tmp / "mask.png"
                 _mask(self.size).save(mask)
                 args.update(mask=handle_file(str(mask)))
+        fill = {k: v for k, v in self.gradio_fill.get(f"/{kind}", {}).items() if k not in args and v is not None}
         try:
-            out = client.predict(api_name=f"/{kind}", **args)
+            out = client.predict(api_name=f"/{kind}", **fill, **args)
         except AppError as e:
             return "refused", str(e)[:300], 0
         gallery = out[0] if isinstance(out, (list, tuple)) else out
