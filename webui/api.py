@@ -331,10 +331,10 @@ def build_router(service) -> APIRouter:
         inits = body.init_images
         if not inits:
             raise UserError("init_images must hold at least one base64 image", field="init_images")
-        fields["init_image"] = to_rgb(decode_base64_image(inits[0], "init_images"))
+        fields["init_image"] = to_rgb(decode_base64_image(inits[0], "init_images", service.settings.limits))
         task = "img2img"
         if body.mask:
-            fields["mask"] = to_mask(decode_base64_image(body.mask, "mask"))
+            fields["mask"] = to_mask(decode_base64_image(body.mask, "mask", service.settings.limits))
             task = "inpaint"
         req = service.request(fields, task)
         return run(body, req, who)
@@ -487,7 +487,7 @@ def build_router(service) -> APIRouter:
     @_user_errors
     def png_info_route(body: PngInfoBody):
         try:
-            return png_info(io.BytesIO(decode_base64_bytes(body.image, "image")))
+            return png_info(io.BytesIO(decode_base64_bytes(body.image, "image", service.settings.limits)))
         except UserError as e:
             if e.field:
                 raise

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from webui.catalog import is_inside
 from webui.errors import UserError
 
 __all__ = [
@@ -193,6 +194,10 @@ def load_embeddings_dir(folder: str | os.PathLike) -> tuple[dict[str, Embedding]
     if not folder.is_dir():
         return found, warnings
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EMBEDDING_EXTENSIONS):
+        if not is_inside(folder, path):
+            warnings.append(f"Skipping embedding '{path.relative_to(folder)}': it links to a file outside "
+                            f"{folder.name}/; copy the file into the folder instead.")
+            continue
         try:
             emb = load_embedding(path)
         except UserError as exc:

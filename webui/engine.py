@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,8 +137,10 @@ class PipelineManager:
         self._active: str | None = None
         # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
         self._gpu = threading.RLock()
-        # Test hook (fault injection): an exception raised by the next UNet call.
+        # Fault injection (tests, drills): raised by a UNet call of the next request; see
+        # inject_unet_fault.
         self.fail_next_unet_call: BaseException | None = None
+        self._fail_after_calls = 0
 
     # ---- checkpoints -------------------------------------------------------------------------
 
@@ -228,21 +231,72 @@ class PipelineManager:
 
     # ---- generation --------------------------------------------------------------------------
 
+    def inject_unet_fault(self, error: BaseException, after_calls: int = 0) -> None:
+        """Make a UNet forward of the next request raise `error` (after `after_calls` good calls),
+        so the recovery paths (OOM, crashes mid-denoise) can be exercised on any device."""
+        self.fail_next_unet_call, self._fail_after_calls = error, after_calls
+
     def generate(self, request: GenerationRequest, job: Job | None = None) -> GenerationResult:
         """Run one request end to end. Thread-safe: requests take turns on the device."""
         job = job or Job()
         request = request.resolved_seed()
         with self._gpu:
             t0 = time.perf_counter()
-            model = self.ensure_model(request.sd_model_checkpoint)
-            timings = {"load": time.perf_counter() - t0}
+            out_of_memory = False
             try:
-                return self._generate(model, request, job, timings)
+                model = self.ensure_model(request.sd_model_checkpoint)
+                timings = {"load": time.perf_counter() - t0}
+                with self._fault_hook(model):
+                    return self._generate(model, request, job, timings)
+            except torch.OutOfMemoryError:
+                out_of_memory = True  # handled below, once the traceback (and its tensors) is gone
             finally:
                 job.state = "done"
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache() if torch.cuda.memory_reserved() > 0.9 * torch.cuda.get_device_properties(
                         self.device).total_memory else None
+            if out_of_memory:
+                self.free_memory()
+                raise UserError(self._out_of_memory_message(request), field="width")
+
+    def _out_of_memory_message(self, req: GenerationRequest) -> str:
+        """What to lower after an out-of-memory error; the manager stays usable."""
+        hints = [f"the size ({req.width}x{req.height})"]
+        if req.batch_size > 1:
+            hints.append(f"the batch size ({req.batch_size}; raise batch count instead)")
+        if req.enable_hr:
+            hints.append(f"the hires fix scale ({req.hr_scale}x)")
+        log.warning("out of memory on %s at %dx%d, batch %d", self.device, req.width, req.height, req.batch_size)
+        return (f"The {self.device.type.upper()} ran out of memory. Lower " + ", ".join(hints)
+                + "; memory has been freed, so try again.")
+
+    def free_memory(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @contextmanager
+    def _fault_hook(self, model: LoadedModel):
+        """Installs the injected fault as a forward pre-hook on the UNet for this request only
+        (requests hold the device lock, so no other request runs through it meanwhile)."""
+        error = self.fail_next_unet_call
+        if error is None:
+            yield
+            return
+        self.fail_next_unet_call = None
+        calls = [self._fail_after_calls]
+
+        def pre_hook(module, args, kwargs):
+            if calls[0] <= 0:
+                handle.remove()
+                raise error
+            calls[0] -= 1
+
+        handle = model.pipe.unet.register_forward_pre_hook(pre_hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def upscale_image(self, image: Image.Image, upscaler: str, size: tuple[int, int]) -> Image.Image:
         """A pixel upscaler (Lanczos, Nearest, ESRGAN file) on one image, e.g. for the Extras tab;
@@ -381,9 +435,6 @@ class PipelineManager:
         previews = self.previews if every > 0 and model is not None and req is not None else None
 
         def on_step(pipe, i, t, kwargs):
-            if self.fail_next_unet_call is not None:
-                err, self.fail_next_unet_call = self.fail_next_unet_call, None
-                raise err
             job.step = i + 1
             job.total_steps = getattr(pipe, "_num_timesteps", None) or job.total_steps
             out = {}

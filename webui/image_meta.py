@@ -233,28 +233,49 @@ def _describe(source: object) -> str:
     return "The uploaded file"
 
 
-def _read_source_bytes(source: object) -> bytes:
+def _human_bytes(n: int) -> str:
+    for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def upload_too_large(label: str, size: int, max_bytes: int) -> str:
+    """The one message for an upload over the byte limit (UI and API alike)."""
+    return (f"{label} is {_human_bytes(size)}; the upload limit is {_human_bytes(max_bytes)}. "
+            "Save it as JPEG/WebP or downscale it first.")
+
+
+def upload_too_many_pixels(label: str, width: int, height: int, max_pixels: int) -> str:
+    """The one message for an image over the pixel limit (UI and API alike)."""
+    return (f"{label} is {width}x{height} ({width * height} pixels); the limit is {max_pixels} pixels. "
+            "Downscale it first.")
+
+
+def _read_source_bytes(source: object, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     label = _describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > max_bytes:
+            raise UserError(upload_too_large(label, len(source), max_bytes))
         return bytes(source)
     if isinstance(source, (str, os.PathLike)):
         try:
             size = os.path.getsize(source)
-            if size > MAX_FILE_BYTES:
-                raise UserError(f"{label} is too large ({size // (1024 * 1024)} MB) to read")
+            if size > max_bytes:
+                raise UserError(upload_too_large(label, size, max_bytes))
             with open(source, "rb") as handle:
                 return handle.read()
         except OSError as exc:
             raise UserError(f"{label} is not a readable image (cannot open it)") from exc
     if hasattr(source, "read"):
         try:
-            data = source.read(MAX_FILE_BYTES + 1)  # type: ignore[union-attr]
+            data = source.read(max_bytes + 1)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - any reader failure is a bad upload
             raise UserError(f"{label} is not a readable image") from exc
         if not isinstance(data, (bytes, bytearray)):
             raise UserError(f"{label} is not a readable image")
-        if len(data) > MAX_FILE_BYTES:
-            raise UserError(f"{label} is too large to read")
+        if len(data) > max_bytes:
+            raise UserError(upload_too_large(label, len(data), max_bytes))
         return bytes(data)
     raise UserError(f"{label} is not a readable image")
 
@@ -275,17 +296,23 @@ def _open_bytes(data: bytes, label: str) -> Image.Image:
     return image
 
 
-def open_image(source: object, *, load: bool = True) -> Image.Image:
+def open_image(source: object, *, load: bool = True, max_bytes: int = MAX_FILE_BYTES,
+               max_pixels: int | None = None, label: str | None = None) -> Image.Image:
     """Open an upload (bytes, path, file object or PIL image) as a PIL image.
 
-    With `load` the pixels are decoded now, so a truncated or corrupt file fails here with
-    a UserError instead of later inside the pipeline.
+    `max_bytes` and `max_pixels` are checked before any pixel is decoded (the size comes from
+    the header), so an oversized or bomb-like upload costs no memory. With `load` the pixels
+    are decoded now, so a truncated or corrupt file fails here with a UserError instead of
+    later inside the pipeline.
     """
+    label = label or _describe(source)
     if isinstance(source, Image.Image):
-        return source
-    label = _describe(source)
-    image = _open_bytes(_read_source_bytes(source), label)
-    if load:
+        image = source
+    else:
+        image = _open_bytes(_read_source_bytes(source, max_bytes), label)
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise UserError(upload_too_many_pixels(label, image.width, image.height, max_pixels))
+    if load and not isinstance(source, Image.Image):
         try:
             image.load()
         except Image.DecompressionBombError as exc:

@@ -15,28 +15,49 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import UserError
-from .image_meta import open_image
+from .image_meta import open_image, upload_too_large
+from .settings import Limits
 
 
-def decode_base64_bytes(data: str, field: str = "image") -> bytes:
+# What uploads are called in messages, by request field.
+UPLOAD_LABELS = {"init_images": "The input image", "mask": "The mask", "image": "The image"}
+
+
+def upload_label(field: str) -> str:
+    return UPLOAD_LABELS.get(field, f"The {field} image")
+
+
+def open_upload(source, limits: Limits | None = None, field: str = "image") -> Image.Image:
+    """Open an uploaded file (path, bytes, file object or PIL image) within the upload limits:
+    bytes and pixels are checked before the pixels are decoded. Same messages for UI and API."""
+    lim = limits or Limits()
+    return open_image(source, max_bytes=lim.max_upload_bytes, max_pixels=lim.max_upload_pixels,
+                      label=upload_label(field))
+
+
+def decode_base64_bytes(data: str, field: str = "image", limits: Limits | None = None) -> bytes:
     """The file bytes of raw base64 or a data URL (`data:image/png;base64,...`)."""
     if not isinstance(data, str) or not data:
         raise UserError(f"{field} must be a base64-encoded image", field=field)
+    lim = limits or Limits()
     if data.startswith("data:"):
         data = data.partition(",")[2]
+    if len(data) // 4 * 3 > lim.max_upload_bytes + 3:  # refuse before decoding the text
+        raise UserError(upload_too_large(upload_label(field), len(data) // 4 * 3, lim.max_upload_bytes),
+                        field=field)
     try:
         return base64.b64decode(data, validate=False)
     except (binascii.Error, ValueError):
         raise UserError(f"{field} is not valid base64", field=field) from None
 
 
-def decode_base64_image(data: str, field: str = "image") -> Image.Image:
+def decode_base64_image(data: str, field: str = "image", limits: Limits | None = None) -> Image.Image:
     """A1111 clients send raw base64 or a data URL (`data:image/png;base64,...`)."""
-    raw = decode_base64_bytes(data, field)
+    raw = decode_base64_bytes(data, field, limits)
     try:
-        return open_image(io.BytesIO(raw))
+        return open_upload(raw, limits, field)
     except UserError as e:
-        raise UserError(f"{field}: {e}", field=field) from None
+        raise UserError(str(e), field=field) from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -69,33 +90,29 @@ def to_mask(img: Image.Image) -> Image.Image:
     return to_rgb(img).convert("L")
 
 
-def load_upload(source, field: str = "init_images") -> Image.Image | None:
-    """An uploaded picture (file path, bytes, file object, PIL image or base64 text) as RGB,
-    with the conversions above. None stays None; anything unreadable is a UserError."""
+def _open_any(source, field: str, limits: Limits | None):
+    """A file path, bytes, file object, PIL image or base64 text, within the upload limits."""
+    if isinstance(source, str) and (source.startswith("data:") or len(source) > 4096):
+        return decode_base64_image(source, field, limits)
+    try:
+        return open_upload(source, limits, field)
+    except UserError as e:
+        raise UserError(str(e), field=field) from None
+
+
+def load_upload(source, field: str = "init_images", limits: Limits | None = None) -> Image.Image | None:
+    """An uploaded picture as RGB, with the conversions above. None stays None; anything
+    unreadable or over the upload limits is a UserError."""
     if source is None or source == "":
         return None
-    if isinstance(source, str) and (source.startswith("data:") or len(source) > 4096):
-        img = decode_base64_image(source, field)
-    else:
-        try:
-            img = open_image(source)
-        except UserError as e:
-            raise UserError(f"{field}: {e}", field=field) from None
-    return to_rgb(img)
+    return to_rgb(_open_any(source, field, limits))
 
 
-def load_mask(source, field: str = "mask") -> Image.Image | None:
+def load_mask(source, field: str = "mask", limits: Limits | None = None) -> Image.Image | None:
     """An uploaded mask image as 'L' (white = repaint), see to_mask."""
     if source is None or source == "":
         return None
-    if isinstance(source, str) and (source.startswith("data:") or len(source) > 4096):
-        img = decode_base64_image(source, field)
-    else:
-        try:
-            img = open_image(source)
-        except UserError as e:
-            raise UserError(f"{field}: {e}", field=field) from None
-    return to_mask(img)
+    return to_mask(_open_any(source, field, limits))
 
 
 def editor_mask(layers, size: tuple[int, int]) -> Image.Image | None:

@@ -228,6 +228,19 @@ def _face_size(fields: dict, name: str, hi: int) -> int:
     return _size(fields, name, 0, hi)
 
 
+def check_upload(img, limits: Limits, field: str) -> None:
+    """An image given to a request (already decoded, e.g. by Gradio) must be within the upload
+    pixel limit; the message is the one upload decoding uses."""
+    from .images import upload_label
+    from .image_meta import upload_too_many_pixels
+
+    if not isinstance(img, Image.Image):
+        raise UserError(f"{upload_label(field)} is not an image", field=field)
+    if img.width * img.height > limits.max_upload_pixels:
+        raise UserError(upload_too_many_pixels(upload_label(field), img.width, img.height,
+                                               limits.max_upload_pixels), field=field)
+
+
 def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img") -> GenerationRequest:
     """Parse loosely typed fields (UI widgets or A1111 JSON) into a validated request.
 
@@ -320,11 +333,9 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     if task != "txt2img":
         if req.init_image is None:
             raise UserError(f"{task} needs an input image", field="init_images")
-        if not isinstance(req.init_image, Image.Image):
-            raise UserError("init image is not an image", field="init_images")
-        if req.init_image.width * req.init_image.height > lim.max_upload_pixels:
-            raise UserError(f"the input image is {req.init_image.width}x{req.init_image.height}; the limit is "
-                            f"{lim.max_upload_pixels} pixels. Downscale it first.", field="init_images")
+        check_upload(req.init_image, lim, "init_images")
+    if req.mask is not None:
+        check_upload(req.mask, lim, "mask")
     if task == "inpaint":
         if req.mask is None:
             raise UserError("inpaint needs a mask: paint over the area to change, or upload a mask image",

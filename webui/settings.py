@@ -10,7 +10,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for; enforced once, when the request is built."""
+    """What one request may ask for; enforced once, at the request edge (build_request and
+    upload decoding), with the same messages for the UI and the API."""
 
     max_width: int = 2048
     max_height: int = 2048
@@ -19,7 +20,22 @@ class Limits:
     max_batch_size: int = 8
     max_n_iter: int = 16
     max_prompt_chars: int = 10_000
+    max_upload_bytes: int = 50 * 1024 * 1024
     max_upload_pixels: int = 4096 * 4096
+
+
+# Limits field -> (flag, help). Each flag also reads WEBUI_<FLAG> (e.g. WEBUI_MAX_STEPS) for Spaces.
+LIMIT_FLAGS = {
+    "max_width": ("--max-width", "largest width in pixels"),
+    "max_height": ("--max-height", "largest height in pixels"),
+    "max_pixels": ("--max-pixels", "largest width x height of one image"),
+    "max_steps": ("--max-steps", "most sampling steps (also hires steps)"),
+    "max_batch_size": ("--max-batch-size", "most images per batch"),
+    "max_n_iter": ("--max-batch-count", "most batches per request (n_iter)"),
+    "max_prompt_chars": ("--max-prompt-chars", "longest prompt or negative prompt, in characters"),
+    "max_upload_bytes": ("--max-upload-bytes", "largest uploaded file in bytes (also Gradio's max_file_size)"),
+    "max_upload_pixels": ("--max-upload-pixels", "largest uploaded image, width x height in pixels"),
+}
 
 
 @dataclass(frozen=True)
@@ -115,9 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--translator", default=_env("TRANSLATOR", "auto"),
                    help="Chinese prompts: auto (MarianMT if cached, else glossary), glossary, marian, off, "
                         "or a MarianMT model folder")
-    p.add_argument("--max-pixels", type=int, default=int(_env("MAX_PIXELS", Limits.max_pixels)))
-    p.add_argument("--max-steps", type=int, default=int(_env("MAX_STEPS", Limits.max_steps)))
-    p.add_argument("--max-batch-size", type=int, default=int(_env("MAX_BATCH_SIZE", Limits.max_batch_size)))
+    for name, (flag, help_text) in LIMIT_FLAGS.items():
+        default = getattr(Limits, name)
+        env = flag[2:].replace("-", "_").upper()
+        # A string default goes through `type` too, so a bad WEBUI_ value fails like a bad flag.
+        p.add_argument(flag, dest=name, type=_positive_int, default=str(_env(env, default)),
+                       help=f"{help_text} (default {default}; env WEBUI_{env})")
     p.add_argument("--preview", default=_env("PREVIEW", "auto"), choices=["auto", "approx", "taesd", "off"],
                    help="live preview: TAESD from models/VAE-approx when present, else a cheap approximation")
     p.add_argument("--preview-every", type=int, default=int(_env("PREVIEW_EVERY", 4)),
@@ -131,9 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(value) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {n}")
+    return n
+
+
 def settings_from_args(argv: list[str] | None = None) -> Settings:
     a = build_parser().parse_args(argv)
-    limits = Limits(max_pixels=a.max_pixels, max_steps=a.max_steps, max_batch_size=a.max_batch_size)
+    limits = Limits(**{name: getattr(a, name) for name in LIMIT_FLAGS})
     return Settings(
         host=a.host, port=a.port, share=a.share, auth=parse_auth(a.auth),
         models_dir=Path(a.models_dir), outputs_dir=Path(a.outputs_dir), model=a.model,

@@ -97,7 +97,10 @@ def launch_kwargs(service) -> dict:
     kwargs = dict(
         server_name=s.host, server_port=s.port, share=s.share,
         auth=list(s.auth) or None,
+        # Only generated images may be served as files; uploads are capped at the same size
+        # the API accepts.
         allowed_paths=[str(s.outputs_dir.resolve())],
+        max_file_size=s.limits.max_upload_bytes,
         css=CSS, theme=gr.themes.Soft(), i18n=I18N,
     )
     if s.api:

@@ -275,10 +275,9 @@ def wire_seed_buttons(c: Controls, dice: gr.Button, reuse: gr.Button) -> None:
 
 def gallery_output(result) -> tuple[list, str, dict]:
     """Saved files go to the gallery as paths, so downloads are the PNGs with metadata."""
-    if result.paths:
-        items = [(str(p), f"seed {s}") for p, s in zip(result.paths, result.seeds)]
-    else:
-        items = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
+    # A save that failed part-way leaves later images without a path: show those from memory.
+    items = [(str(result.paths[i]) if i < len(result.paths) else img, f"seed {s}")
+             for i, (img, s) in enumerate(zip(result.images, result.seeds))]
     for w in result.warnings:
         gr.Warning(w)
     if result.interrupted:

@@ -9,7 +9,7 @@ import gradio as gr
 
 from .. import extras
 from ..errors import UserError
-from ..image_meta import open_image
+from ..images import open_upload
 from ..request import MAX_SEED
 from ..upscalers import list_upscalers
 from .common import GPU, PRIVATE, face_detail_controls
@@ -17,10 +17,10 @@ from .common import GPU, PRIVATE, face_detail_controls
 log = logging.getLogger(__name__)
 
 
-def _open(path):
+def _open(path, limits):
     if not path:
         raise UserError("upload an image first", field="image")
-    return open_image(path)
+    return open_upload(path, limits, "image")  # the upload limits, as for img2img
 
 
 def _show(result: extras.ExtrasResult):
@@ -79,7 +79,7 @@ def build(service, shared):
         """Upscale an image by a factor or to a size with Lanczos, Nearest or an ESRGAN model."""
         try:
             to_size = resize_mode == "Scale to"
-            r = extras.upscale(service, _open(image), upscaler_1, float(upscaling_resize or 0),
+            r = extras.upscale(service, _open(image, service.settings.limits), upscaler_1, float(upscaling_resize or 0),
                                int(upscaling_resize_w or 0) if to_size else 0,
                                int(upscaling_resize_h or 0) if to_size else 0)
         except UserError as e:
@@ -101,7 +101,7 @@ def build(service, shared):
         """Run the face detail pass on an image. With no face found the image is returned unchanged."""
         fields = {k: v for k, v in locals().items() if k.startswith("face_detail")}
         try:
-            img = _open(image)
+            img = _open(image, service.settings.limits)
             if not prompt:  # the image's own prompt, when it carries one
                 info, _ = extras.read_infotext(img)
                 parsed = extras.parse_infotext(info) if info else {}

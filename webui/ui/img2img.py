@@ -50,7 +50,7 @@ def build(service, shared) -> Controls:
         animated files are converted to 8-bit RGB from the first frame; transparency is
         flattened onto white). Returns the images (PNG with A1111 metadata) and the first infotext."""
         try:
-            init = load_upload(init_image, "init_images")
+            init = load_upload(init_image, "init_images", service.settings.limits)
         except UserError as e:
             raise gr.Error(str(e)) from None
         fields = dict(init_image=init, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
@@ -75,7 +75,7 @@ def build(service, shared) -> Controls:
         if not path:
             return gr.update(), gr.update()
         try:
-            w, h = load_upload(path).size
+            w, h = load_upload(path, "init_images", service.settings.limits).size
         except UserError:
             return gr.update(), gr.update()
         return fit_size(w, h, limits)

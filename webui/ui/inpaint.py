@@ -83,8 +83,8 @@ def build(service, shared) -> Controls:
         to add on each side (the new area is repainted). The result has the input's size and
         the input's exact pixels outside the blurred mask."""
         try:
-            init = load_upload(init_image, "init_images")
-            mask_img = load_mask(mask)
+            init = load_upload(init_image, "init_images", service.settings.limits)
+            mask_img = load_mask(mask, "mask", service.settings.limits)
         except UserError as e:
             raise gr.Error(str(e)) from None
         fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
@@ -103,7 +103,7 @@ def build(service, shared) -> Controls:
             raise gr.Error("Upload or paste a picture into the editor first")
         try:
             init = to_rgb(background)
-            mask_img = combine_masks(editor_mask(editor_value.get("layers"), init.size), load_mask(mask_file))
+            mask_img = combine_masks(editor_mask(editor_value.get("layers"), init.size), load_mask(mask_file, "mask", service.settings.limits))
             if mask_img is None and not any((left, right, top, bottom)):
                 raise UserError("Paint over the part of the picture to change (or upload a mask, or extend "
                                 "the canvas under Outpaint)", field="mask")
