@@ -8,6 +8,7 @@ request's own pipeline object and Job, never on the shared weights.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -23,6 +24,7 @@ from . import __version__
 from .catalog import Catalog, Checkpoint
 from .checkpoints import detect_family, load_pipeline, read_shapes
 from .errors import UserError
+from . import fast
 from .infotext import build_infotext
 from .jobs import Job
 from .memory import stage_peak
@@ -115,6 +117,19 @@ class PipelineManager:
         self._gpu = threading.RLock()
         # Test hook (fault injection): an exception raised by the next UNet call.
         self.fail_next_unet_call: BaseException | None = None
+        # Low-memory mode: weights live in CPU memory and visit the GPU (fast.py).
+        self.offload = fast.choose_offload(settings.offload, self.device)
+        if self.offload != "none":
+            log.info("low-memory mode: %s CPU offload, tiled VAE", self.offload)
+        # Fast mode compiles the UNet: with inductor on CUDA; tests pass a counting backend.
+        self.compile_backend: object = "inductor"
+        if settings.fast and self.device.type == "cuda":
+            fast.setup_compile_cache(settings.compile_cache_dir or settings.models_dir / ".compile-cache")
+
+    @property
+    def compiling(self) -> bool:
+        return self.settings.fast and self.offload == "none" and (
+            self.device.type == "cuda" or self.compile_backend != "inductor")
 
     # ---- checkpoints -------------------------------------------------------------------------
 
@@ -138,7 +153,7 @@ class PipelineManager:
         model = self._models.get(ckpt.name)
         if model is not None:
             self._models.move_to_end(ckpt.name)
-            if not model.on_device:
+            if not model.on_device and self.offload == "none":
                 self._make_room_on_device(keep=ckpt.name)
                 self._move(model, to_device=True)
             return model
@@ -156,15 +171,26 @@ class PipelineManager:
         pipe.set_progress_bar_config(disable=True)
         if self.device.type == "cpu":
             _own_memory(pipe)
+        elif self.offload != "none":
+            fast.apply_offload(pipe, self.offload, self.device, self.settings.vae_tiling)
         else:
             pipe.to(self.device)
-        model = LoadedModel(ckpt, pipe, family, self.catalog.short_hash(ckpt))
+        if self.settings.vae_tiling:
+            pipe.vae.enable_tiling()
+        if self.settings.fast:
+            applied = fast.optimize_pipeline(
+                pipe, device=self.device, backend=self.compile_backend,
+                compile_mode=self.settings.compile_mode if self.compiling else None)
+            log.info("fast mode for %s: %s", ckpt.name, ", ".join(applied))
+        model = LoadedModel(ckpt, pipe, family, self.catalog.short_hash(ckpt), on_device=self.offload == "none")
         self._models[ckpt.name] = model
         log.info("loaded %s (%s) in %.1fs", ckpt.file_label, family, time.perf_counter() - t0)
         self._trim()
         return model
 
     def _make_room_on_device(self, keep: str | None) -> None:
+        if self.offload != "none":
+            return  # offload hooks already keep weights in CPU memory
         on_device = [n for n, m in self._models.items() if m.on_device and n != keep]
         while len(on_device) >= self.settings.device_cache:
             self._move(self._models[on_device.pop(0)], to_device=False)
@@ -246,6 +272,151 @@ class PipelineManager:
             info = self.infotext(shown, model, request.seed, params)
             return GenerationResult(request, [image], [request.seed], [info], model.ckpt.name, model.model_hash,
                                     warnings, timings, memory=memory, interrupted=job.interrupted)
+
+    def generate_many(self, items: list[tuple[GenerationRequest, Job]]) -> list:
+        """Run several compatible requests (see gpu_queue.batch_key) as one UNet batch.
+
+        Returns one GenerationResult or exception per item, in order. Each request keeps its own
+        prompts, seeds (noise comes from a CPU generator per image, so it does not depend on the
+        batch), progress and interrupt; requests whose prompts encode to a different number of
+        75-token chunks run as separate batches, since padding a prompt with empty chunks would
+        change its picture.
+        """
+        if len(items) == 1:
+            req, job = items[0]
+            try:
+                return [self.generate(req, job)]
+            except Exception as exc:  # noqa: BLE001 -- reported to that request's caller
+                return [exc]
+        outcomes: list = [None] * len(items)
+        reqs = [r.resolved_seed() for r, _ in items]
+        jobs = [j for _, j in items]
+        with self._gpu:
+            try:
+                t0 = time.perf_counter()
+                model = self.ensure_model(reqs[0].sd_model_checkpoint)
+                load = time.perf_counter() - t0
+                groups: dict[tuple, list[int]] = {}
+                encoded = {}
+                for i, req in enumerate(reqs):
+                    try:
+                        encoded[i] = self._encode(model, req, [req.prompt] * req.batch_size,
+                                                  [req.negative_prompt] * req.batch_size)
+                    except Exception as exc:  # noqa: BLE001 -- e.g. a clip skip this model lacks
+                        outcomes[i] = exc
+                        continue
+                    groups.setdefault(tuple(encoded[i][0].prompt_embeds.shape[1:]), []).append(i)
+                for members in groups.values():
+                    try:
+                        results = self._run_batch(model, [reqs[i] for i in members], [jobs[i] for i in members],
+                                                  [encoded[i] for i in members], load)
+                    except Exception as exc:  # noqa: BLE001
+                        results = [exc] * len(members)
+                    for i, r in zip(members, results):
+                        outcomes[i] = r
+            except Exception as exc:  # noqa: BLE001 -- no model: every request gets the error
+                outcomes = [o if o is not None else exc for o in outcomes]
+            finally:
+                for j in jobs:
+                    j.state = "done"
+        return outcomes
+
+    def _encode(self, model: LoadedModel, req: GenerationRequest, prompts: list[str], negatives: list[str]):
+        pipe = model.pipe
+        t = time.perf_counter()
+        enc = encode_prompts(
+            [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
+            [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
+            prompts, negatives, clip_skip=req.clip_skip, sdxl=model.is_sdxl,
+        )
+        return enc, time.perf_counter() - t
+
+    def _run_batch(self, model, reqs, jobs, encoded, load: float) -> list[GenerationResult]:
+        """One denoising loop and one VAE decode over several txt2img requests."""
+        first = reqs[0]
+        prepared = tasks.prepare(first, model)
+        scheduler, notes = self.schedulers.build(model.pipe.scheduler.config, first.sampler_name, first.scheduler)
+        pipe = tasks.task_pipeline(model, prepared, scheduler)
+        rows, start = [], 0  # each request's slice of the batch
+        for r in reqs:
+            rows.append(slice(start, start + r.batch_size))
+            start += r.batch_size
+        seeds = [s for r in reqs for s in r.seeds()[: r.batch_size]]
+        encoded = list(encoded)
+        if self.compiling:
+            # Pad to a batch bucket so merged batches hit a few compiled shapes; the padding
+            # rows repeat the last request and are dropped (rows never mix in the UNet).
+            extra = fast.batch_bucket(len(seeds)) - len(seeds)
+            if extra:
+                last = encoded[-1][0]
+                pad = {k: getattr(last, k)[:1].expand(extra, *getattr(last, k).shape[1:])
+                       for k in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                                 "negative_pooled_prompt_embeds") if getattr(last, k) is not None}
+                encoded.append((dataclasses.replace(last, **pad), 0.0))
+                seeds += [0] * extra
+        for j in jobs:
+            j.start_batch(0, 1)
+        dtype = model.pipe.unet.dtype
+
+        def cat(attr):
+            return torch.cat([getattr(e, attr) for e, _ in encoded]).to(self.device, dtype)
+
+        frozen: dict[int, torch.Tensor] = {}  # job index -> its latents when it was stopped
+        t = time.perf_counter()
+        latents = pipe(
+            **tasks.pipeline_inputs(first, prepared, model),
+            prompt_embeds=cat("prompt_embeds"),
+            negative_prompt_embeds=cat("negative_prompt_embeds"),
+            **({"pooled_prompt_embeds": cat("pooled_prompt_embeds"),
+                "negative_pooled_prompt_embeds": cat("negative_pooled_prompt_embeds")} if model.is_sdxl else {}),
+            num_inference_steps=first.steps,
+            guidance_scale=first.cfg_scale,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            output_type="latent",
+            callback_on_step_end=self._batch_step_callback(jobs, rows, frozen),
+        ).images
+        self._sync()
+        denoise = time.perf_counter() - t
+        latents = latents[:start]  # drop bucket padding before the VAE
+        for k, lat in frozen.items():
+            latents[rows[k]] = lat
+        t = time.perf_counter()
+        warnings: list[str] = []
+        decoded = self.decode(model, latents, warnings)
+        self._sync()
+        decode = time.perf_counter() - t
+        results = []
+        for k, (req, job, (enc, enc_t)) in enumerate(zip(reqs, jobs, encoded)):
+            req_seeds = req.seeds()[: req.batch_size]
+            images = [tasks.finish(img, prepared) for img in decoded[rows[k]]]
+            w = [n for n in notes] + [x for x in enc.warnings if x not in notes] + warnings
+            timings = {"load": load, "encode": enc_t, "denoise": denoise, "decode": decode}
+            timings["total"] = sum(timings.values())
+            timings["batched_with"] = float(len(reqs) - 1)
+            results.append(GenerationResult(req, images, req_seeds, [self.infotext(req, model, s) for s in req_seeds],
+                                            model.ckpt.name, model.model_hash, w, timings,
+                                            interrupted=job.interrupted))
+        return results
+
+    def _batch_step_callback(self, jobs: list[Job], rows: list[slice], frozen: dict):
+        def on_step(pipe, i, t, kwargs):
+            if self.fail_next_unet_call is not None:
+                err, self.fail_next_unet_call = self.fail_next_unet_call, None
+                raise err
+            for k, job in enumerate(jobs):
+                if k in frozen:
+                    continue
+                job.step = i + 1
+                job.total_steps = getattr(pipe, "_num_timesteps", None) or job.total_steps
+                if job.stop_requested:
+                    # Stopping one user's job must not stop the others sharing the batch: keep
+                    # its latents as they are now (what a run of its own would decode).
+                    frozen[k] = kwargs["latents"][rows[k]].clone()
+                job.notify()
+            if len(frozen) == len(jobs):
+                pipe._interrupt = True
+            return {}
+        return on_step
 
     def _generate(self, model: LoadedModel, req: GenerationRequest, job: Job, timings: dict,
                   measure: bool = True) -> GenerationResult:

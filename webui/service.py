@@ -13,6 +13,7 @@ from typing import Any, Callable
 from .catalog import Catalog
 from .engine import GenerationResult, PipelineManager
 from .errors import UserError
+from .gpu_queue import GPUQueue, in_caller_context
 from .jobs import Job, JobRegistry
 from .outputs import save_result
 from .request import GenerationRequest, build_request
@@ -31,6 +32,12 @@ class Service:
     catalog: Catalog
     manager: PipelineManager
     jobs: JobRegistry = field(default_factory=JobRegistry)
+    queue: GPUQueue | None = None  # built in __post_init__ from the manager and settings
+
+    def __post_init__(self):
+        if self.queue is None:
+            self.queue = GPUQueue(self.manager, max_batch=self.settings.limits.max_batch_size,
+                                  batching=self.settings.batching)
 
     @classmethod
     def create(cls, settings: Settings, load_model: bool = True) -> "Service":
@@ -62,8 +69,10 @@ class Service:
                  listener: Callable[[Job], None] | None = None, job: Job | None = None) -> GenerationResult:
         """Run a validated request and save its images (a failed save only adds a warning)."""
         job = job or self.jobs.new(owner)
-        job.listener = listener
-        result = self.manager.generate(req, job)
+        job.listener = in_caller_context(listener)
+        # Every generation goes through the one GPU queue: fair between owners, and batched
+        # with other users' compatible requests when they wait at the same time.
+        result = self.queue.run(req, job)
         if req.save_images:
             save_result(result, self.settings.outputs_dir)
         return result
