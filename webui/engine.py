@@ -78,6 +78,7 @@ class LoadedModel:
     family: str
     model_hash: str | None
     on_device: bool = True
+    pinned: list = field(default_factory=list, repr=False)  # reusable pinned CPU copies of the weights
 
     @property
     def is_sdxl(self) -> bool:
@@ -112,6 +113,7 @@ class PipelineManager:
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.schedulers = SchedulerFactory()
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
+        self._encoded: OrderedDict[tuple, object] = OrderedDict()  # prompt embeddings, LRU
         self._active: str | None = None
         # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
         self._gpu = threading.RLock()
@@ -202,21 +204,40 @@ class PipelineManager:
             if victim == list(self._models)[-1]:
                 break
             del self._models[victim]
+            self._encoded.clear()  # keyed by pipeline id, which a new pipeline may reuse
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def _move(self, model: LoadedModel, to_device: bool) -> None:
+        if self.device.type != "cuda":
+            model.pipe.to(self.device if to_device else "cpu")
+            model.on_device = to_device
+            return
+        tensors = [t for m in _modules(model.pipe) for t in list(m.parameters()) + list(m.buffers())]
         if to_device:
-            model.pipe.to(self.device)
+            for t in tensors:
+                t.data = t.data.to(self.device, non_blocking=True)
         else:
-            model.pipe.to("cpu")
-            if self.device.type == "cuda":
-                # Pinned memory makes the way back to the GPU a fast DMA copy.
-                for module in _modules(model.pipe):
-                    for t in list(module.parameters()) + list(module.buffers()):
-                        t.data = t.data.pin_memory()
+            # Pinned buffers, allocated on the first move out and reused after: both directions
+            # are then plain DMA copies (pinning afresh each time costs more than the copy).
+            if len(model.pinned) != len(tensors):
+                model.pinned = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+            for t, buf in zip(tensors, model.pinned):
+                buf.copy_(t.data, non_blocking=True)
+                t.data = buf
+        torch.cuda.synchronize(self.device)
         model.on_device = to_device
+
+    def unload_all(self) -> None:
+        """Drop every loaded checkpoint (and its device memory)."""
+        with self._gpu:
+            self._models.clear()
+            self._encoded.clear()
+            self._active = None
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def ensure_model(self, name: str | None) -> LoadedModel:
         if name:
@@ -300,7 +321,7 @@ class PipelineManager:
                 encoded = {}
                 for i, req in enumerate(reqs):
                     try:
-                        encoded[i] = self._encode(model, req, [req.prompt] * req.batch_size,
+                        encoded[i] = self._encode(model, req.clip_skip, [req.prompt] * req.batch_size,
                                                   [req.negative_prompt] * req.batch_size)
                     except Exception as exc:  # noqa: BLE001 -- e.g. a clip skip this model lacks
                         outcomes[i] = exc
@@ -321,14 +342,24 @@ class PipelineManager:
                     j.state = "done"
         return outcomes
 
-    def _encode(self, model: LoadedModel, req: GenerationRequest, prompts: list[str], negatives: list[str]):
+    def _encode(self, model: LoadedModel, clip_skip: int, prompts: list[str], negatives: list[str]):
+        """Prompt embeddings, remembered for the last few prompts: artists re-run one prompt with
+        new seeds, and the text encoders then cost nothing (the tensors are never modified)."""
         pipe = model.pipe
         t = time.perf_counter()
-        enc = encode_prompts(
-            [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
-            [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
-            prompts, negatives, clip_skip=req.clip_skip, sdxl=model.is_sdxl,
-        )
+        key = (id(pipe), tuple(prompts), tuple(negatives), clip_skip)
+        enc = self._encoded.get(key)
+        if enc is None:
+            enc = encode_prompts(
+                [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
+                [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
+                prompts, negatives, clip_skip=clip_skip, sdxl=model.is_sdxl,
+            )
+            self._encoded[key] = enc
+            while len(self._encoded) > 8:
+                self._encoded.popitem(last=False)
+        else:
+            self._encoded.move_to_end(key)
         return enc, time.perf_counter() - t
 
     def _run_batch(self, model, reqs, jobs, encoded, load: float) -> list[GenerationResult]:
@@ -362,29 +393,33 @@ class PipelineManager:
             return torch.cat([getattr(e, attr) for e, _ in encoded]).to(self.device, dtype)
 
         frozen: dict[int, torch.Tensor] = {}  # job index -> its latents when it was stopped
-        t = time.perf_counter()
-        latents = pipe(
-            **tasks.pipeline_inputs(first, prepared, model),
-            prompt_embeds=cat("prompt_embeds"),
-            negative_prompt_embeds=cat("negative_prompt_embeds"),
-            **({"pooled_prompt_embeds": cat("pooled_prompt_embeds"),
-                "negative_pooled_prompt_embeds": cat("negative_pooled_prompt_embeds")} if model.is_sdxl else {}),
-            num_inference_steps=first.steps,
-            guidance_scale=first.cfg_scale,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-            output_type="latent",
-            callback_on_step_end=self._batch_step_callback(jobs, rows, frozen),
-        ).images
-        self._sync()
-        denoise = time.perf_counter() - t
-        latents = latents[:start]  # drop bucket padding before the VAE
-        for k, lat in frozen.items():
-            latents[rows[k]] = lat
-        t = time.perf_counter()
+        memory: dict[str, float] = {}
         warnings: list[str] = []
-        decoded = self.decode(model, latents, warnings)
-        self._sync()
-        decode = time.perf_counter() - t
+        with stage_peak(self.device, memory, "base"):
+            t = time.perf_counter()
+            latents = pipe(
+                **tasks.pipeline_inputs(first, prepared, model),
+                prompt_embeds=cat("prompt_embeds"),
+                negative_prompt_embeds=cat("negative_prompt_embeds"),
+                **({"pooled_prompt_embeds": cat("pooled_prompt_embeds"),
+                    "negative_pooled_prompt_embeds": cat("negative_pooled_prompt_embeds")} if model.is_sdxl else {}),
+                num_inference_steps=first.steps,
+                guidance_scale=first.cfg_scale,
+                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                output_type="latent",
+                callback_on_step_end=self._batch_step_callback(jobs, rows, frozen),
+            ).images
+            self._sync()
+            denoise = time.perf_counter() - t
+            if not self.compiling:
+                latents = latents[:start]  # padding only exists for the compiled shapes
+            for k, lat in frozen.items():
+                latents[rows[k]] = lat
+            t = time.perf_counter()
+            # Compiled: the VAE decodes the padded batch too, so it also sees bucketed shapes only.
+            decoded = self.decode(model, latents, warnings)[:start]
+            self._sync()
+            decode = time.perf_counter() - t
         results = []
         for k, (req, job, (enc, enc_t)) in enumerate(zip(reqs, jobs, encoded)):
             req_seeds = req.seeds()[: req.batch_size]
@@ -395,7 +430,7 @@ class PipelineManager:
             timings["batched_with"] = float(len(reqs) - 1)
             results.append(GenerationResult(req, images, req_seeds, [self.infotext(req, model, s) for s in req_seeds],
                                             model.ckpt.name, model.model_hash, w, timings,
-                                            interrupted=job.interrupted))
+                                            interrupted=job.interrupted, memory=dict(memory)))
         return results
 
     def _batch_step_callback(self, jobs: list[Job], rows: list[slice], frozen: dict):
@@ -483,11 +518,7 @@ class PipelineManager:
     def embeds(self, model: LoadedModel, pipe, prompt: str, negative: str, count: int, clip_skip: int,
                warnings: list[str]) -> dict:
         """Prompt embeddings (A1111 syntax, long prompts) as pipeline keyword arguments."""
-        enc = encode_prompts(
-            [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
-            [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
-            [prompt] * count, [negative] * count, clip_skip=clip_skip, sdxl=model.is_sdxl,
-        )
+        enc, _took = self._encode(model, clip_skip, [prompt] * count, [negative] * count)
         warnings += [w for w in enc.warnings if w not in warnings]
         dev, dt = self.device, model.pipe.unet.dtype
         out = {"prompt_embeds": enc.prompt_embeds.to(dev, dt),
@@ -524,7 +555,7 @@ class PipelineManager:
         pixels = lat.shape[0] * lat.shape[2] * lat.shape[3] * model.pipe.vae_scale_factor ** 2
         with hires.vae_tiling(vae, pixels):  # large decodes go tile by tile (memory)
             out = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
-            if vae.dtype != torch.float32 and not torch.isfinite(out).all():
+            if vae.dtype != torch.float32 and self.offload == "none" and not torch.isfinite(out).all():
                 # The fp16 VAE overflowed (the "black image" bug): decode again in fp32.
                 vae.to(torch.float32)
                 try:

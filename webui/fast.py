@@ -54,7 +54,8 @@ def setup_compile_cache(folder: Path) -> Path:
 
 
 def optimize_pipeline(pipe, *, device: torch.device, compile_mode: str | None = "reduce-overhead",
-                      backend: str | object = "inductor", fuse_qkv: bool = True) -> list[str]:
+                      backend: str | object = "inductor", fuse_qkv: bool = True,
+                      compile_vae: bool = True) -> list[str]:
     """Apply fast mode to a pipeline in place; returns what was applied (for the log).
 
     `backend` is torch.compile's backend: "inductor" on GPUs; tests use a counting backend on
@@ -86,11 +87,23 @@ def optimize_pipeline(pipe, *, device: torch.device, compile_mode: str | None = 
         # One cache entry per (checkpoint, batch bucket, size): allow plenty before giving up.
         _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, 64)
         _dynamo.config.accumulated_cache_size_limit = max(_dynamo.config.accumulated_cache_size_limit, 512)
-        kwargs = {"backend": backend, "dynamic": False, "fullgraph": True}
+        kwargs = {"backend": backend, "dynamic": False}
         if backend == "inductor":
             kwargs["mode"] = compile_mode
-        unet.compile(**kwargs)  # in place: the pipeline keeps its UNet2DConditionModel
+        compiled = torch.compile(unet.forward, **kwargs)
+
+        def forward(sample, timestep, *args, **kw):
+            # Samplers hand the UNet int64 or float timesteps (or Python numbers); one dtype means
+            # one compiled graph for every sampler. The UNet casts them to float itself, so the
+            # result is the same.
+            timestep = torch.as_tensor(timestep, device=sample.device, dtype=torch.float32)
+            return compiled(sample, timestep, *args, **kw)
+
+        unet.forward = forward  # the pipeline keeps its UNet2DConditionModel (config, dtype...)
         applied.append(f"compile({compile_mode if backend == 'inductor' else backend})")
+        if compile_vae:
+            vae.decoder.forward = torch.compile(vae.decoder.forward, **kwargs)
+            applied.append("compile(vae decoder)")
     return applied
 
 

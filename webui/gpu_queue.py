@@ -65,6 +65,7 @@ class GPUQueue:
         self._cond = threading.Condition()
         self._waiting: OrderedDict[object, deque[Entry]] = OrderedDict()  # owner -> FIFO; order = turn
         self._held = 0
+        self._closed = False
         self._worker: threading.Thread | None = None
         self.batches_run = 0  # how many UNet batches ran (a merged batch counts once)
 
@@ -73,6 +74,8 @@ class GPUQueue:
     def submit(self, request: GenerationRequest, job: Job) -> Entry:
         entry = Entry(request, job, job.owner, batch_key(request) if self.batching else None)
         with self._cond:
+            if self._closed:
+                raise RuntimeError("the GPU queue is closed")
             self._waiting.setdefault(entry.owner, deque()).append(entry)
             self._update_positions()
             self._ensure_worker()
@@ -130,10 +133,20 @@ class GPUQueue:
             del self._waiting[o]
         return taken
 
+    def close(self) -> None:
+        """Stop the worker once the queue is empty (jobs already queued still run)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+
     def _serve(self) -> None:
         while True:
             with self._cond:
                 while not self._waiting or self._held:
+                    if self._closed and not self._waiting:
+                        return
                     self._cond.wait()
                 entries = self._take()
                 for e in entries:

@@ -55,6 +55,8 @@ class Service:
         service = cls(settings, catalog, manager)
         if load_model and first is not None:
             manager.select(first.name)
+            if settings.fast and settings.warmup:
+                service.warmup()
         return service
 
     @property
@@ -76,6 +78,24 @@ class Service:
         if req.save_images:
             save_result(result, self.settings.outputs_dir)
         return result
+
+    def close(self) -> None:
+        """Finish queued jobs, stop the GPU worker and free the models (tests, benchmarks)."""
+        self.queue.close()
+        self.manager.unload_all()
+
+    def warmup(self) -> None:
+        """Fast mode: compile the common sizes now rather than on users' first requests. Runs
+        through the queue, on the thread that will replay the CUDA graphs."""
+        from .fast import WARMUP_SIZES
+
+        model = self.manager.active
+        if model is None:
+            return
+        for w, h in WARMUP_SIZES["sdxl" if model.is_sdxl else "sd"]:
+            req = self.request({"prompt": "warm-up", "steps": 2, "width": w, "height": h, "save_images": False})
+            self.generate(req, owner="warm-up")
+            log.info("fast mode: compiled %dx%d", w, h)
 
     def select_model(self, name: str) -> str:
         model = self.manager.select(name)
