@@ -6,7 +6,8 @@ models folder, and loaded by the app the way a user's checkpoint is. Usage:
 
     python benchmarks/gpu_bench.py --part sd15 --out results/      # SD1.5 measures
     python benchmarks/gpu_bench.py --part sdxl --out results/      # SDXL measures
-    python benchmarks/gpu_bench.py --report results/*.json         # -> BENCHMARKS.md table
+    python benchmarks/gpu_bench.py --part api --out results/       # Gradio API overhead (any device)
+    python benchmarks/gpu_bench.py --report results/*.json         # merged JSON of all parts
 
 Each part writes results/<part>.json as it goes (a run cut short keeps what it measured).
 Settings follow the targets: batch 1, CFG 7, DPM++ 2M Karras, fp16.
@@ -292,8 +293,9 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool):
         t = time.perf_counter()
         r = run_app(svc, lreq)
         torch.cuda.synchronize()
+        # The engine restarts the peak count at each stage: the job's peak is the stages' max.
         rec.put(f"{family}_lowmem_{mode}", time_s=round(time.perf_counter() - t, 3), steps=lm_steps,
-                peak_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                peak_allocated_gib=round(max(r.memory.values()), 2),
                 allocated_before_gib=round(base / 2**30, 2), stage_peak_gib=r.memory)
         svc.close()
         del svc, r
@@ -392,6 +394,47 @@ def warm_start(family: str, scratch: Path):
     print(f"WARM {time.perf_counter() - t:.2f}", flush=True)
 
 
+def part_api(rec: Recorder, scratch: Path, runs: int = 15):
+    """Extra time of a request through the Gradio API (gradio_client -> queue -> handler ->
+    PNG files -> download) over a direct Service.generate call with the same request, both
+    saving their PNGs. Any device: the model is the tiny demo one, so the difference is the
+    web layer, not the GPU."""
+    import tempfile
+
+    from gradio_client import Client
+
+    from webui.service import Service
+    from webui.settings import Settings
+    from webui.ui import build_ui
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    settings = Settings(models_dir=scratch / "models", outputs_dir=scratch / "outputs", demo=True, port=7961)
+    svc = Service.create(settings)
+    demo = build_ui(svc)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=7961, quiet=True)
+    client = Client(url, verbose=False, download_files=tempfile.mkdtemp())
+    args = dict(prompt="portrait", negative_prompt="", steps=2, cfg_scale=7, seed=1, width=64, height=64,
+                sampler_name="Euler", scheduler="Automatic", batch_size=1, n_iter=1)
+    req = svc.request({k: v for k, v in args.items()})
+    for _ in range(3):
+        client.predict(**args, api_name="/txt2img")
+        svc.generate(req)
+    api, direct = [], []
+    for _ in range(runs):  # interleaved, so machine load hits both alike
+        t = time.perf_counter()
+        client.predict(**args, api_name="/txt2img")
+        api.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        svc.generate(req)
+        direct.append(time.perf_counter() - t)
+    rec.put("api_vs_direct", api=stats(api), direct=stats(direct),
+            extra_ms=round(1000 * (statistics.median(api) - statistics.median(direct)), 1),
+            note="tiny demo model, 64x64, 2 steps; both save a PNG")
+    demo.close()
+    svc.close()
+
+
 # ---- report --------------------------------------------------------------------------------
 
 def report(paths: list[Path]) -> str:
@@ -406,7 +449,7 @@ def report(paths: list[Path]) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=["sd15", "sdxl"])
+    ap.add_argument("--part", choices=["sd15", "sdxl", "api"])
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--scratch", default="/tmp/sd-bench")
     ap.add_argument("--quick", action="store_true", help="skip the slow sequential-offload run")
@@ -420,6 +463,14 @@ def main():
         warm_start(a.warm_start, Path(a.scratch))
         return
     rec = Recorder(Path(a.out) / f"{a.part}.json", a.part)
+    if a.part == "api":
+        import gradio
+        import torch
+
+        rec.env(gradio=gradio.__version__, torch=torch.__version__, device="cpu (tiny demo model)",
+                command=" ".join([Path(sys.executable).name] + sys.argv))
+        part_api(rec, Path(a.scratch) / "api")
+        return
     environment(rec)
     family = {"sd15": "sd1", "sdxl": "sdxl"}[a.part]
     scratch = Path(a.scratch) / a.part

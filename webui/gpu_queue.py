@@ -122,13 +122,13 @@ class GPUQueue:
         owner, queue = next(iter(self._waiting.items()))
         lead = queue.popleft()
         taken, images = [lead], lead.request.batch_size
+        self._waiting.move_to_end(owner)  # other owners' requests join before this owner's next
         if lead.key is not None:
             for e in self._order():
                 if e.key == lead.key and images + e.request.batch_size <= self.max_batch:
                     taken.append(e)
                     images += e.request.batch_size
                     self._waiting[e.owner].remove(e)
-        self._waiting.move_to_end(owner)
         for o in [o for o, q in self._waiting.items() if not q]:
             del self._waiting[o]
         return taken
