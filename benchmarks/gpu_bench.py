@@ -293,9 +293,9 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool):
         t = time.perf_counter()
         r = run_app(svc, lreq)
         torch.cuda.synchronize()
-        # The engine restarts the peak count at each stage: the job's peak is the stages' max.
+        # The engine restarts the peak count at each stage (MiB): the job's peak is the stages' max.
         rec.put(f"{family}_lowmem_{mode}", time_s=round(time.perf_counter() - t, 3), steps=lm_steps,
-                peak_allocated_gib=round(max(r.memory.values()), 2),
+                peak_allocated_gib=round(max(r.memory.values()) / 1024, 2),
                 allocated_before_gib=round(base / 2**30, 2), stage_peak_gib=r.memory)
         svc.close()
         del svc, r
