@@ -8,6 +8,7 @@ request's own pipeline object and Job, never on the shared weights.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -25,6 +26,7 @@ from .catalog import Catalog, Checkpoint
 from .checkpoints import detect_family, load_pipeline, read_shapes
 from .embeddings import EmbeddingLibrary
 from .errors import UserError
+from . import fast
 from .infotext import build_infotext
 from .jobs import Job
 from .lora import AdapterSet, LoraLibrary, merge_tags
@@ -83,6 +85,7 @@ class LoadedModel:
     model_hash: str | None
     on_device: bool = True
     adapters: AdapterSet | None = None  # LoRAs loaded into this pipeline
+    pinned: list = field(default_factory=list, repr=False)  # reusable pinned CPU copies of the weights
 
     @property
     def is_sdxl(self) -> bool:
@@ -134,6 +137,7 @@ class PipelineManager:
         self._contexts: list[RequestContext] = []  # innermost last; only touched under the lock
         self.previews = Previewer(settings.models_dir, settings.preview, self.device, self.dtype)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
+        self._encoded: OrderedDict[tuple, object] = OrderedDict()  # prompt embeddings, LRU
         self._active: str | None = None
         # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
         self._gpu = threading.RLock()
@@ -141,6 +145,19 @@ class PipelineManager:
         # inject_unet_fault.
         self.fail_next_unet_call: BaseException | None = None
         self._fail_after_calls = 0
+        # Low-memory mode: weights live in CPU memory and visit the GPU (fast.py).
+        self.offload = fast.choose_offload(settings.offload, self.device)
+        if self.offload != "none":
+            log.info("low-memory mode: %s CPU offload, tiled VAE", self.offload)
+        # Fast mode compiles the UNet: with inductor on CUDA; tests pass a counting backend.
+        self.compile_backend: object = "inductor"
+        if settings.fast and self.device.type == "cuda":
+            fast.setup_compile_cache(settings.compile_cache_dir or settings.models_dir / ".compile-cache")
+
+    @property
+    def compiling(self) -> bool:
+        return self.settings.fast and self.offload == "none" and (
+            self.device.type == "cuda" or self.compile_backend != "inductor")
 
     # ---- checkpoints -------------------------------------------------------------------------
 
@@ -164,7 +181,7 @@ class PipelineManager:
         model = self._models.get(ckpt.name)
         if model is not None:
             self._models.move_to_end(ckpt.name)
-            if not model.on_device:
+            if not model.on_device and self.offload == "none":
                 self._make_room_on_device(keep=ckpt.name)
                 self._move(model, to_device=True)
             return model
@@ -182,15 +199,26 @@ class PipelineManager:
         pipe.set_progress_bar_config(disable=True)
         if self.device.type == "cpu":
             _own_memory(pipe)
+        elif self.offload != "none":
+            fast.apply_offload(pipe, self.offload, self.device, self.settings.vae_tiling)
         else:
             pipe.to(self.device)
-        model = LoadedModel(ckpt, pipe, family, self.catalog.short_hash(ckpt))
+        if self.settings.vae_tiling:
+            pipe.vae.enable_tiling()
+        if self.settings.fast:
+            applied = fast.optimize_pipeline(
+                pipe, device=self.device, backend=self.compile_backend,
+                compile_mode=self.settings.compile_mode if self.compiling else None)
+            log.info("fast mode for %s: %s", ckpt.name, ", ".join(applied))
+        model = LoadedModel(ckpt, pipe, family, self.catalog.short_hash(ckpt), on_device=self.offload == "none")
         self._models[ckpt.name] = model
         log.info("loaded %s (%s) in %.1fs", ckpt.file_label, family, time.perf_counter() - t0)
         self._trim()
         return model
 
     def _make_room_on_device(self, keep: str | None) -> None:
+        if self.offload != "none":
+            return  # offload hooks already keep weights in CPU memory
         on_device = [n for n, m in self._models.items() if m.on_device and n != keep]
         while len(on_device) >= self.settings.device_cache:
             self._move(self._models[on_device.pop(0)], to_device=False)
@@ -202,21 +230,40 @@ class PipelineManager:
             if victim == list(self._models)[-1]:
                 break
             del self._models[victim]
+            self._encoded.clear()  # keyed by pipeline id, which a new pipeline may reuse
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def _move(self, model: LoadedModel, to_device: bool) -> None:
+        if self.device.type != "cuda":
+            model.pipe.to(self.device if to_device else "cpu")
+            model.on_device = to_device
+            return
+        tensors = [t for m in _modules(model.pipe) for t in list(m.parameters()) + list(m.buffers())]
         if to_device:
-            model.pipe.to(self.device)
+            for t in tensors:
+                t.data = t.data.to(self.device, non_blocking=True)
         else:
-            model.pipe.to("cpu")
-            if self.device.type == "cuda":
-                # Pinned memory makes the way back to the GPU a fast DMA copy.
-                for module in _modules(model.pipe):
-                    for t in list(module.parameters()) + list(module.buffers()):
-                        t.data = t.data.pin_memory()
+            # Pinned buffers, allocated on the first move out and reused after: both directions
+            # are then plain DMA copies (pinning afresh each time costs more than the copy).
+            if len(model.pinned) != len(tensors):
+                model.pinned = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+            for t, buf in zip(tensors, model.pinned):
+                buf.copy_(t.data, non_blocking=True)
+                t.data = buf
+        torch.cuda.synchronize(self.device)
         model.on_device = to_device
+
+    def unload_all(self) -> None:
+        """Drop every loaded checkpoint (and its device memory)."""
+        with self._gpu:
+            self._models.clear()
+            self._encoded.clear()
+            self._active = None
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def ensure_model(self, name: str | None) -> LoadedModel:
         if name:
@@ -324,6 +371,180 @@ class PipelineManager:
             return GenerationResult(request, [image], [request.seed], [info], model.ckpt.name, model.model_hash,
                                     warnings, timings, memory=memory, interrupted=job.interrupted)
 
+    def generate_many(self, items: list[tuple[GenerationRequest, Job]]) -> list:
+        """Run several compatible requests (see gpu_queue.batch_key) as one UNet batch.
+
+        Returns one GenerationResult or exception per item, in order. Each request keeps its own
+        prompts, seeds (noise comes from a CPU generator per image, so it does not depend on the
+        batch), progress and interrupt; requests whose prompts encode to a different number of
+        75-token chunks run as separate batches, since padding a prompt with empty chunks would
+        change its picture.
+        """
+        if len(items) == 1:
+            req, job = items[0]
+            try:
+                return [self.generate(req, job)]
+            except Exception as exc:  # noqa: BLE001 -- reported to that request's caller
+                return [exc]
+        outcomes: list = [None] * len(items)
+        reqs = [r.resolved_seed() for r, _ in items]
+        jobs = [j for _, j in items]
+        with self._gpu:
+            try:
+                t0 = time.perf_counter()
+                model = self.ensure_model(reqs[0].sd_model_checkpoint)
+                load = time.perf_counter() - t0
+                # The batch key makes every member share one LoRA set and VAE: set them up once,
+                # before encoding (text-encoder LoRAs change the embeddings).
+                vae, vae_info = self._request_vae(model, reqs[0])
+                lora_info = self._activate_loras(model, reqs[0], [])
+                embeddings, _ = self.embeddings.for_texts([t for r in reqs for t in (r.prompt, r.negative_prompt)])
+                self._contexts.append(RequestContext(vae, embeddings, {**lora_info, **vae_info}))
+                groups: dict[tuple, list[int]] = {}
+                encoded = {}
+                for i, req in enumerate(reqs):
+                    try:
+                        encoded[i] = self._encode(model, req.clip_skip, [req.prompt] * req.batch_size,
+                                                  [req.negative_prompt] * req.batch_size)
+                    except Exception as exc:  # noqa: BLE001 -- e.g. a clip skip this model lacks
+                        outcomes[i] = exc
+                        continue
+                    groups.setdefault(tuple(encoded[i][0].prompt_embeds.shape[1:]), []).append(i)
+                for members in groups.values():
+                    try:
+                        results = self._run_batch(model, [reqs[i] for i in members], [jobs[i] for i in members],
+                                                  [encoded[i] for i in members], load)
+                    except Exception as exc:  # noqa: BLE001
+                        results = [exc] * len(members)
+                    for i, r in zip(members, results):
+                        outcomes[i] = r
+            except Exception as exc:  # noqa: BLE001 -- no model: every request gets the error
+                outcomes = [o if o is not None else exc for o in outcomes]
+            finally:
+                if self._contexts:
+                    self._contexts.pop()
+                for j in jobs:
+                    j.state = "done"
+        return outcomes
+
+    def _encode(self, model: LoadedModel, clip_skip: int, prompts: list[str], negatives: list[str]):
+        """Prompt embeddings, remembered for the last few prompts: artists re-run one prompt with
+        new seeds, and the text encoders then cost nothing (the tensors are never modified).
+        The key holds everything that changes them: the texts (their <lora:...> tags name the
+        text-encoder LoRAs active now) and the textual-inversion files in use."""
+        pipe = model.pipe
+        t = time.perf_counter()
+        embeddings = self._contexts[-1].embeddings if self._contexts else None
+        used = tuple(sorted((n, getattr(e, "sha256_12", None)) for n, e in (embeddings or {}).items()))
+        key = (id(pipe), tuple(prompts), tuple(negatives), clip_skip, used)
+        enc = self._encoded.get(key)
+        if enc is None:
+            enc = encode_prompts(
+                [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
+                [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
+                prompts, negatives, clip_skip=clip_skip, sdxl=model.is_sdxl, embeddings=embeddings,
+            )
+            self._encoded[key] = enc
+            while len(self._encoded) > 8:
+                self._encoded.popitem(last=False)
+        else:
+            self._encoded.move_to_end(key)
+        return enc, time.perf_counter() - t
+
+    def _run_batch(self, model, reqs, jobs, encoded, load: float) -> list[GenerationResult]:
+        """One denoising loop and one VAE decode over several txt2img requests."""
+        first = reqs[0]
+        prepared = tasks.prepare(first, model)
+        scheduler, notes = self.schedulers.build(model.pipe.scheduler.config, first.sampler_name, first.scheduler)
+        pipe = tasks.task_pipeline(model, prepared, scheduler)
+        rows, start = [], 0  # each request's slice of the batch
+        for r in reqs:
+            rows.append(slice(start, start + r.batch_size))
+            start += r.batch_size
+        seeds = [s for r in reqs for s in r.seeds()[: r.batch_size]]
+        encoded = list(encoded)
+        if self.compiling:
+            # Pad to a batch bucket so merged batches hit a few compiled shapes; the padding
+            # rows repeat the last request and are dropped (rows never mix in the UNet).
+            extra = fast.batch_bucket(len(seeds)) - len(seeds)
+            if extra:
+                last = encoded[-1][0]
+                pad = {k: getattr(last, k)[:1].expand(extra, *getattr(last, k).shape[1:])
+                       for k in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                                 "negative_pooled_prompt_embeds") if getattr(last, k) is not None}
+                encoded.append((dataclasses.replace(last, **pad), 0.0))
+                seeds += [0] * extra
+        for j in jobs:
+            j.start_batch(0, 1)
+        dtype = model.pipe.unet.dtype
+
+        def cat(attr):
+            return torch.cat([getattr(e, attr) for e, _ in encoded]).to(self.device, dtype)
+
+        frozen: dict[int, torch.Tensor] = {}  # job index -> its latents when it was stopped
+        memory: dict[str, float] = {}
+        warnings: list[str] = []
+        with stage_peak(self.device, memory, "base"):
+            t = time.perf_counter()
+            latents = pipe(
+                **tasks.pipeline_inputs(first, prepared, model),
+                prompt_embeds=cat("prompt_embeds"),
+                negative_prompt_embeds=cat("negative_prompt_embeds"),
+                **({"pooled_prompt_embeds": cat("pooled_prompt_embeds"),
+                    "negative_pooled_prompt_embeds": cat("negative_pooled_prompt_embeds")} if model.is_sdxl else {}),
+                num_inference_steps=first.steps,
+                guidance_scale=first.cfg_scale,
+                generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+                output_type="latent",
+                callback_on_step_end=self._batch_step_callback(jobs, rows, frozen),
+            ).images
+            self._sync()
+            denoise = time.perf_counter() - t
+            if not self.compiling:
+                latents = latents[:start]  # padding only exists for the compiled shapes
+            for k, lat in frozen.items():
+                latents[rows[k]] = lat
+            t = time.perf_counter()
+            # Compiled: the VAE decodes the padded batch too, so it also sees bucketed shapes only.
+            decoded = self.decode(model, latents, warnings)[:start]
+            self._sync()
+            decode = time.perf_counter() - t
+        results = []
+        for k, (req, job, (enc, enc_t)) in enumerate(zip(reqs, jobs, encoded)):
+            req_seeds = req.seeds()[: req.batch_size]
+            images = [tasks.finish(img, prepared) for img in decoded[rows[k]]]
+            w = [n for n in notes] + [x for x in enc.warnings if x not in notes] + warnings
+            timings = {"load": load, "encode": enc_t, "denoise": denoise, "decode": decode}
+            timings["total"] = sum(timings.values())
+            timings["batched_with"] = float(len(reqs) - 1)
+            extra = dict(self._contexts[-1].extra) if self._contexts else {}
+            if enc.used_embeddings:
+                extra["TI hashes"] = dict(enc.used_embeddings)
+            results.append(GenerationResult(req, images, req_seeds, [self.infotext(req, model, s, extra) for s in req_seeds],
+                                            model.ckpt.name, model.model_hash, w, timings,
+                                            interrupted=job.interrupted, memory=dict(memory)))
+        return results
+
+    def _batch_step_callback(self, jobs: list[Job], rows: list[slice], frozen: dict):
+        def on_step(pipe, i, t, kwargs):
+            if self.fail_next_unet_call is not None:
+                err, self.fail_next_unet_call = self.fail_next_unet_call, None
+                raise err
+            for k, job in enumerate(jobs):
+                if k in frozen:
+                    continue
+                job.step = i + 1
+                job.total_steps = getattr(pipe, "_num_timesteps", None) or job.total_steps
+                if job.stop_requested:
+                    # Stopping one user's job must not stop the others sharing the batch: keep
+                    # its latents as they are now (what a run of its own would decode).
+                    frozen[k] = kwargs["latents"][rows[k]].clone()
+                job.notify()
+            if len(frozen) == len(jobs):
+                pipe._interrupt = True
+            return {}
+        return on_step
+
     def _generate(self, model: LoadedModel, req: GenerationRequest, job: Job, timings: dict,
                   measure: bool = True) -> GenerationResult:
         seeds = req.seeds()
@@ -411,12 +632,7 @@ class PipelineManager:
     def embeds(self, model: LoadedModel, pipe, prompt: str, negative: str, count: int, clip_skip: int,
                warnings: list[str]) -> dict:
         """Prompt embeddings (A1111 syntax, long prompts) as pipeline keyword arguments."""
-        enc = encode_prompts(
-            [pipe.tokenizer] + ([pipe.tokenizer_2] if model.is_sdxl else []),
-            [pipe.text_encoder] + ([pipe.text_encoder_2] if model.is_sdxl else []),
-            [prompt] * count, [negative] * count, clip_skip=clip_skip, sdxl=model.is_sdxl,
-            embeddings=self._contexts[-1].embeddings if self._contexts else None,
-        )
+        enc, _took = self._encode(model, clip_skip, [prompt] * count, [negative] * count)
         warnings += [w for w in enc.warnings if w not in warnings]
         if enc.used_embeddings and self._contexts:
             extra = self._contexts[-1].extra
@@ -534,7 +750,7 @@ class PipelineManager:
         pixels = lat.shape[0] * lat.shape[2] * lat.shape[3] * model.pipe.vae_scale_factor ** 2
         with hires.vae_tiling(vae, pixels):  # large decodes go tile by tile (memory)
             out = vae.decode(lat.to(vae.dtype), return_dict=False)[0]
-            if vae.dtype != torch.float32 and not torch.isfinite(out).all():
+            if vae.dtype != torch.float32 and self.offload == "none" and not torch.isfinite(out).all():
                 # The fp16 VAE overflowed (the "black image" bug): decode again in fp32.
                 vae.to(torch.float32)
                 try:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 from .catalog import Catalog
 from .engine import GenerationResult, PipelineManager
 from .errors import UserError
+from .gpu_queue import GPUQueue, in_caller_context
 from .jobs import Job, JobRegistry, Snapshot
 from .outputs import save_result
 from .presets import Preset, find_preset, load_presets, normalize_family
@@ -50,9 +51,14 @@ class Service:
     # shown to the artist as a notice.
     startup_problems: list[str] = field(default_factory=list)
 
+    queue: GPUQueue | None = None  # built in __post_init__ from the manager and settings
+
     def __post_init__(self):
         if self.gpu_stream is None:
             self.gpu_stream = gpu(self.generate_stream)
+        if self.queue is None:
+            self.queue = GPUQueue(self.manager, max_batch=self.settings.limits.max_batch_size,
+                                  batching=self.settings.batching)
 
     @classmethod
     def create(cls, settings: Settings, load_model: bool = True) -> "Service":
@@ -83,6 +89,8 @@ class Service:
                       translator=translator, startup_problems=problems)
         if load_model and first is not None:
             manager.select(first.name)
+            if settings.fast and settings.warmup:
+                service.warmup()
         return service
 
     @property
@@ -148,8 +156,10 @@ class Service:
                  listener: Callable[[Job], None] | None = None, job: Job | None = None) -> GenerationResult:
         """Run a validated request and save its images (a failed save only adds a warning)."""
         job = job or self.jobs.new(owner)
-        job.listener = listener
-        result = self.manager.generate(req, job)
+        job.listener = in_caller_context(listener)
+        # Every generation goes through the one GPU queue: fair between owners, and batched
+        # with other users' compatible requests when they wait at the same time.
+        result = self.queue.run(req, job)
         if self.safety is not None:
             self.safety.apply(result)  # before saving: a hidden image never reaches the disk
         if req.save_images:
@@ -199,6 +209,24 @@ class Service:
         raises UserError with the wait when the client is over it."""
         if self.rate is not None:
             self.rate.admit(client)
+
+    def close(self) -> None:
+        """Finish queued jobs, stop the GPU worker and free the models (tests, benchmarks)."""
+        self.queue.close()
+        self.manager.unload_all()
+
+    def warmup(self) -> None:
+        """Fast mode: compile the common sizes now rather than on users' first requests. Runs
+        through the queue, on the thread that will replay the CUDA graphs."""
+        from .fast import WARMUP_SIZES
+
+        model = self.manager.active
+        if model is None:
+            return
+        for w, h in WARMUP_SIZES["sdxl" if model.is_sdxl else "sd"]:
+            req = self.request({"prompt": "warm-up", "steps": 2, "width": w, "height": h, "save_images": False})
+            self.generate(req, owner="warm-up")
+            log.info("fast mode: compiled %dx%d", w, h)
 
     def select_model(self, name: str) -> str:
         model = self.manager.select(name)

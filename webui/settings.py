@@ -66,6 +66,14 @@ class Settings:
     rate_limit: int = 0
     rate_limit_by: str = "ip"
     safety_filter: bool = False
+    # Speed and memory (webui/fast.py): compiled fast path, cross-user batching, offload.
+    fast: bool = False
+    warmup: bool = False
+    compile_mode: str = "reduce-overhead"
+    compile_cache_dir: Path | None = None
+    batching: bool = True
+    offload: str = "auto"  # auto, none, model, sequential
+    vae_tiling: bool = False
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -147,6 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="count the rate limit per IP address or per browser session")
     p.add_argument("--safety-filter", action="store_true", default=_env_flag("SAFETY_FILTER"),
                    help="hide images an NSFW classifier flags (weights in models/safety_checker)")
+    p.add_argument("--fast", action="store_true", default=bool(_env("FAST")),
+                   help="CUDA fast mode: channels_last, fused QKV, torch.compile with CUDA graphs")
+    p.add_argument("--warmup", action="store_true", default=bool(_env("WARMUP")),
+                   help="with --fast: compile the common sizes at start-up instead of on first use")
+    p.add_argument("--compile-mode", default=_env("COMPILE_MODE", "reduce-overhead"),
+                   choices=["reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "default"])
+    p.add_argument("--compile-cache-dir", default=_env("COMPILE_CACHE_DIR"),
+                   help="where compiled kernels are kept between restarts (default: models/.compile-cache)")
+    p.add_argument("--no-batching", action="store_true", help="never merge different users' requests")
+    p.add_argument("--offload", default=_env("OFFLOAD", "auto"), choices=["auto", "none", "model", "sequential"],
+                   help="keep weights in CPU memory for small GPUs (auto: chosen from free VRAM)")
+    p.add_argument("--lowvram", action="store_true", help="same as --offload sequential --vae-tiling")
+    p.add_argument("--medvram", action="store_true", help="same as --offload model --vae-tiling")
+    p.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
     return p
 
 
@@ -163,6 +185,7 @@ def _positive_int(value) -> int:
 def settings_from_args(argv: list[str] | None = None) -> Settings:
     a = build_parser().parse_args(argv)
     limits = Limits(**{name: getattr(a, name) for name in LIMIT_FLAGS})
+    offload = "sequential" if a.lowvram else "model" if a.medvram else a.offload
     return Settings(
         host=a.host, port=a.port, share=a.share, auth=parse_auth(a.auth),
         models_dir=Path(a.models_dir), outputs_dir=Path(a.outputs_dir), model=a.model,
@@ -171,4 +194,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         device_cache=max(1, a.device_cache), cpu_cache=max(0, a.cpu_cache), limits=limits,
         preview=a.preview, preview_every=max(0, a.preview_every), rate_limit=max(0, a.rate_limit),
         rate_limit_by=a.rate_limit_by, safety_filter=a.safety_filter, translator=a.translator,
+        fast=a.fast, warmup=a.warmup, compile_mode=a.compile_mode,
+        compile_cache_dir=Path(a.compile_cache_dir) if a.compile_cache_dir else None,
+        batching=not a.no_batching, offload=offload, vae_tiling=a.vae_tiling or a.lowvram or a.medvram,
     )

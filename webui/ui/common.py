@@ -17,8 +17,10 @@ from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
 
 log = logging.getLogger(__name__)
 
-# Every event that reaches the GPU shares this id, so they queue as one (REFERENCE.md 7).
-GPU = {"concurrency_id": "gpu", "concurrency_limit": 1}
+# Every event that reaches the GPU shares this id (REFERENCE.md 7). Several may run at once:
+# they meet in the one GPU queue (webui/gpu_queue.py), which serialises the device work itself,
+# takes sessions in turn and batches compatible requests -- so let up to a full batch in.
+GPU = {"concurrency_id": "gpu", "concurrency_limit": 8}
 PRIVATE = {"api_visibility": "private"}
 
 
