@@ -357,7 +357,12 @@ def test_skip_moves_to_the_next_batch(auth_server):
         ann.post(f"{API}/interrupt", params={"id_task": "ann-skip"})
     finally:
         t.join(timeout=300)
-    assert len(results["ann-skip"].json()["images"]) >= 2
+    # Skip drops the image it cut short (README: "Skip"); the interrupt then keeps the one it
+    # stopped, so exactly one image comes back -- from the second seed, not the first.
+    body = results["ann-skip"].json()
+    info = json.loads(body["info"])
+    assert len(body["images"]) == 1
+    assert info["all_seeds"][0] >= BASE["seed"] + 1
 
 
 # ---- auth ---------------------------------------------------------------------------------------

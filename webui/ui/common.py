@@ -147,8 +147,8 @@ def hires_controls(tab: str, service) -> dict:
                                   elem_id=f"{tab}_hr_sampler")
             schedule = gr.Dropdown([SAME_SCHEDULER] + list(SCHEDULE_TYPES), value=SAME_SCHEDULER,
                                    label="Hires schedule type", elem_id=f"{tab}_hr_scheduler")
-        hr_prompt = gr.Textbox(label="Hires prompt (empty = same as prompt)", lines=1, elem_id=f"{tab}_hr_prompt")
-        hr_negative = gr.Textbox(label="Hires negative prompt (empty = same)", lines=1, elem_id=f"{tab}_hr_neg_prompt")
+        hr_prompt = gr.Textbox("", label="Hires prompt (empty = same as prompt)", lines=1, elem_id=f"{tab}_hr_prompt")
+        hr_negative = gr.Textbox("", label="Hires negative prompt (empty = same)", lines=1, elem_id=f"{tab}_hr_neg_prompt")
     return dict(enable_hr=enable, hr_upscaler=upscaler, hr_second_pass_steps=steps, denoising_strength=denoise,
                 hr_scale=scale, hr_resize_x=resize_x, hr_resize_y=resize_y, hr_sampler_name=sampler,
                 hr_scheduler=schedule, hr_prompt=hr_prompt, hr_negative_prompt=hr_negative)
@@ -163,9 +163,9 @@ def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
         enable = None
         if not standalone:
             enable = gr.Checkbox(False, label="Detail faces after generating", elem_id=f"{tab}_face_detail")
-        prompt = gr.Textbox(label="Face prompt (empty = main prompt; [SEP] = one per face, [PROMPT] = main prompt)",
+        prompt = gr.Textbox("", label="Face prompt (empty = main prompt; [SEP] = one per face, [PROMPT] = main prompt)",
                             lines=2, elem_id=f"{tab}_face_prompt")
-        negative = gr.Textbox(label="Face negative prompt (empty = main)", lines=1, elem_id=f"{tab}_face_neg_prompt")
+        negative = gr.Textbox("", label="Face negative prompt (empty = main)", lines=1, elem_id=f"{tab}_face_neg_prompt")
         with gr.Row():
             denoise = gr.Slider(0, 1, value=0.4, step=0.01, label="Face denoising strength",
                                 elem_id=f"{tab}_face_denoising")

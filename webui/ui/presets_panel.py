@@ -53,9 +53,9 @@ def build_selectors(service, tab: str) -> tuple[gr.Dropdown, gr.Dropdown, gr.Mar
 def build_translation(tab: str) -> tuple[gr.Group, gr.Textbox, gr.Textbox, gr.State]:
     # Hidden until the prompt has Chinese in it; then it shows the English the model will read.
     with gr.Group(visible=False, elem_id=f"{tab}_translation") as box:
-        translated = gr.Textbox(label=t("translated_prompt"), lines=2, max_lines=8, interactive=True,
+        translated = gr.Textbox("", label=t("translated_prompt"), lines=2, max_lines=8, interactive=True,
                                 elem_id=f"{tab}_translated_prompt")
-        translated_neg = gr.Textbox(label=t("translated_negative_prompt"), lines=1, max_lines=6, interactive=True,
+        translated_neg = gr.Textbox("", label=t("translated_negative_prompt"), lines=1, max_lines=6, interactive=True,
                                     elem_id=f"{tab}_translated_neg_prompt")
     made_for = gr.State(None)
     return box, translated, translated_neg, made_for
