@@ -100,8 +100,10 @@ def main() -> None:
         try:
             mgr.generate(svc.request(base, task))  # warm-up (kernels, allocator)
             r = mgr.generate(svc.request(base, task))
-        except UserError as e:  # e.g. spandrel not installed for the ESRGAN row
-            print(f"{label}: skipped ({e})", flush=True)
+        except (UserError, AttributeError, ImportError) as e:
+            # e.g. spandrel missing for the ESRGAN row, or OpenCV 5 (no Haar cascades) for the face rows
+            print(f"{label}: skipped ({type(e).__name__}: {e})", flush=True)
+            rows.append(dict(label=label, skipped=f"{type(e).__name__}: {e}"))
             return
         row = dict(label=label, size=f"{r.images[0].width}x{r.images[0].height}",
                    memory_mib=r.memory, seconds={k: round(v, 3) for k, v in r.timings.items()},
