@@ -469,10 +469,11 @@ def test_send_to_txt2img_fills_every_control_the_infotext_names(service):
 
     with gr.Blocks() as demo:
         checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title())
-        shared = SimpleNamespace(checkpoint=checkpoint, tabs=None, controls={})
+        sd_vae = gr.Dropdown(["Automatic"], value="Automatic")
+        shared = SimpleNamespace(checkpoint=checkpoint, sd_vae=sd_vae, tabs=None, controls={})
         controls = txt2img.build(service, shared)
     targets = {**_value_controls(controls), **endpoint_controls(demo, "txt2img")}
-    targets = {n: c for n, c in targets.items() if c is not checkpoint and n != "sd_model_checkpoint"}
+    targets = {n: c for n, c in targets.items() if c not in (checkpoint, sd_vae) and n != "sd_model_checkpoint"}
     assert {"prompt", "steps", "seed", "enable_hr", "hr_scale", "denoising_strength"} <= set(targets)
     model = service.manager.active
     text = ("portrait of a knight\nNegative prompt: blurry\nSteps: 31, Sampler: DPM++ 2M Karras, CFG scale: 6.5, "
