@@ -176,7 +176,7 @@ def test_ui_shows_the_same_message_as_the_api(service):
     with pytest.raises(UserError) as api:
         service.request(bad)
     with pytest.raises(gr.Error) as ui:
-        run_generation(service, bad, "txt2img", None, lambda *a, **k: None)
+        list(run_generation(service, bad, "txt2img", None, lambda *a, **k: None))  # a generator: run it
     assert ui.value.message == str(api.value)
 
 
@@ -464,7 +464,7 @@ def test_injected_crash_leaves_the_manager_usable(service, clean):
     # Through the UI: a crash is shown as an error, and the next click works.
     service.manager.inject_unet_fault(RuntimeError("device lost (injected)"))
     with pytest.raises(gr.Error, match="generation failed"):
-        run_generation(service, fields(save_images=False), "txt2img", None, lambda *a, **k: None)
+        list(run_generation(service, fields(save_images=False), "txt2img", None, lambda *a, **k: None))
     again = service.generate(service.request(fields(save_images=False)))
     assert np.array_equal(px(again.images[0]), px(clean))
     assert service.manager.fail_next_unet_call is None

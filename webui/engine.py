@@ -535,11 +535,14 @@ class PipelineManager:
                     continue
                 job.step = i + 1
                 job.total_steps = getattr(pipe, "_num_timesteps", None) or job.total_steps
-                if job.stop_requested:
+                job.notify()  # as in a run of its own: a stop asked for at this step applies now
+                if job.stop_requested and job.step < job.total_steps:
                     # Stopping one user's job must not stop the others sharing the batch: keep
-                    # its latents as they are now (what a run of its own would decode).
-                    frozen[k] = kwargs["latents"][rows[k]].clone()
-                job.notify()
+                    # what a run of its own would keep (the sampler's denoised estimate if any).
+                    latents = kwargs["latents"]
+                    x0 = denoised_estimate(pipe, latents) if job.interrupted else None
+                    frozen[k] = (x0 if x0 is not None else latents)[rows[k]].clone()
+                    job.cut_short = True
             if len(frozen) == len(jobs):
                 pipe._interrupt = True
             return {}

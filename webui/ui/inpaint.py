@@ -90,7 +90,7 @@ def build(service, shared) -> Controls:
         fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
                          batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
                          inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint)
-        return run(init, mask_img, fields, (outpaint_left, outpaint_right, outpaint_top, outpaint_bottom),
+        yield from run(init, mask_img, fields, (outpaint_left, outpaint_right, outpaint_top, outpaint_bottom),
                    request, progress)
 
     def inpaint_editor(editor_value, mask_file, prompt, negative_prompt, steps, cfg_scale, seed, width, height,
@@ -112,7 +112,7 @@ def build(service, shared) -> Controls:
         fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
                          batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
                          inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint)
-        return run(init, mask_img, fields, (left, right, top, bottom), request, progress)
+        yield from run(init, mask_img, fields, (left, right, top, bottom), request, progress)
 
     settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
                 c.batch_size, c.n_iter, denoising, mask_blur, fill, area, padding, mask_mode, resize_mode, *sides]
