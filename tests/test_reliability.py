@@ -522,3 +522,31 @@ def test_full_disk_returns_the_images_with_a_warning(service, tmp_path):
     items, _, state = gallery_output(partial)
     assert len(items) == 2 and items[0][0] == str(partial.paths[0])
     assert isinstance(items[1][0], Image.Image) and state["seeds"] == partial.seeds
+
+
+def test_symlinks_out_of_lora_vae_and_outputs_folders_are_not_listed_or_served(tmp_path):
+    """A link placed inside a models/outputs folder that points elsewhere must never be read."""
+    from webui.lora import LoraLibrary
+    from webui.ui.history import images_of_date
+    from webui.vae import VaeLibrary
+
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    (secret / "x.safetensors").write_bytes(b"not ours")
+    (secret / "x.png").write_bytes(b"not ours")
+    lora_dir, vae_dir = tmp_path / "Lora", tmp_path / "VAE"
+    lora_dir.mkdir()
+    vae_dir.mkdir()
+    (lora_dir / "real.safetensors").write_bytes(b"x")
+    (lora_dir / "escape.safetensors").symlink_to(secret / "x.safetensors")
+    (vae_dir / "escape.safetensors").symlink_to(secret / "x.safetensors")
+    (vae_dir / "escape-dir").symlink_to(secret, target_is_directory=True)
+    day = tmp_path / "outputs" / "txt2img-images" / "2026-01-02"
+    day.mkdir(parents=True)
+    (day / "00000-1.png").write_bytes(b"x")
+    (day / "00001-2.png").symlink_to(secret / "x.png")
+
+    assert [f.name for f in LoraLibrary(lora_dir).list()] == ["real"]
+    assert LoraLibrary(lora_dir).find("escape") is None
+    assert VaeLibrary(vae_dir).list() == []
+    assert [p.name for p in images_of_date(tmp_path / "outputs", "2026-01-02")] == ["00000-1.png"]

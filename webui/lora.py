@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .catalog import resolve_inside
+from .catalog import is_inside, resolve_inside
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,9 @@ class LoraLibrary:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
-                if fn.lower().endswith(LORA_EXTS) and not fn.startswith("."):
-                    p = Path(dirpath) / fn
+                p = Path(dirpath) / fn
+                # A symlink leading out of models/Lora is not ours to read.
+                if fn.lower().endswith(LORA_EXTS) and not fn.startswith(".") and is_inside(root, p):
                     found.append(LoraFile(p.stem, p.relative_to(root).with_suffix("").as_posix(), p))
         return sorted(found, key=lambda f: f.rel.lower())
 

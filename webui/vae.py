@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .catalog import HashCache, resolve_inside
+from .catalog import HashCache, is_inside, resolve_inside
 from .errors import UserError
 
 VAE_EXTS = (".safetensors", ".pt", ".ckpt", ".bin")
@@ -52,14 +52,17 @@ class VaeLibrary:
             return found
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
+            if not is_inside(root, here):  # a symlinked folder leading out of models/VAE
+                dirnames[:] = []
+                continue
             if here != root and (here / "config.json").is_file():
                 found.append(VaeFile(here.relative_to(root).as_posix(), here, "folder"))
                 dirnames[:] = []
                 continue
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
-                if fn.lower().endswith(VAE_EXTS) and not fn.startswith("."):
-                    p = here / fn
+                p = here / fn
+                if fn.lower().endswith(VAE_EXTS) and not fn.startswith(".") and is_inside(root, p):
                     found.append(VaeFile(p.relative_to(root).as_posix(), p, "file"))
         return sorted(found, key=lambda v: v.name.lower())
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..catalog import is_inside
 from ..errors import UserError
 from ..image_meta import read_infotext
 from ..infotext import infotext_to_fields
@@ -40,8 +41,10 @@ def images_of_date(outputs_dir: Path, date: str) -> list[Path]:
     if not date or not DATE.match(date):
         return []
     root = Path(outputs_dir)
+    # Only real files inside the outputs folder: a symlink leading out of it is never served.
     files = [p for kind in sorted(root.iterdir()) if kind.is_dir() and (kind / date).is_dir()
-             for p in (kind / date).iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+             for p in (kind / date).iterdir()
+             if p.suffix.lower() in IMAGE_EXTS and p.is_file() and is_inside(root, p)]
     files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return files[:MAX_LISTED]
 
