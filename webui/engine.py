@@ -38,7 +38,7 @@ from .request import GenerationRequest
 from .samplers import SchedulerFactory
 from .settings import Settings
 from .vae import VaeLibrary, is_automatic, load_vae
-from . import detailer, hires, tasks
+from . import controlnet, detailer, hires, tasks
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class PipelineManager:
         self._vae_cache: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
         self._contexts: list[RequestContext] = []  # innermost last; only touched under the lock
         self.previews = Previewer(settings.models_dir, settings.preview, self.device, self.dtype)
+        self.controlnets = controlnet.ControlNetCache(settings.models_dir, self.device, self.dtype)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
         self._encoded: OrderedDict[tuple, object] = OrderedDict()  # prompt embeddings, LRU
         self._active: str | None = None
@@ -574,6 +575,8 @@ class PipelineManager:
         images: list[Image.Image] = []
         infotexts: list[str] = []
         done_seeds: list[int] = []
+        control = controlnet.prepare_control(self.controlnets, req.controlnet_units, model.pipe.unet.config,
+                                             prepared, self.catalog.hashes)
         for b in range(req.n_iter):
             if job.interrupted:
                 break
@@ -586,7 +589,10 @@ class PipelineManager:
             else:
                 scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
                 warnings += [n for n in notes if n not in warnings]
-                pipe = tasks.task_pipeline(model, prepared, scheduler, vae=self.request_vae(model))
+                pipe = tasks.task_pipeline(model, prepared, scheduler, vae=self.request_vae(model),
+                                           controlnet=control.net if control else None)
+                control_args = controlnet.pipeline_kwargs(pipe.__class__.__name__, req.controlnet_units,
+                                                          control.images, warnings) if control else {}
                 t = time.perf_counter()
                 embeds = self.embeds(model, pipe, req.prompt, req.negative_prompt, len(batch_seeds), req.clip_skip,
                                      warnings)
@@ -596,6 +602,7 @@ class PipelineManager:
                 with stage_peak(self.device, memory, "base"):
                     latents = pipe(
                         **tasks.pipeline_inputs(req, prepared, model),
+                        **control_args,
                         **embeds,
                         num_inference_steps=req.steps,
                         guidance_scale=req.cfg_scale,
@@ -621,10 +628,11 @@ class PipelineManager:
             stopped = {"Interrupted at step": f"{job.step}/{job.total_steps}"} if job.cut_short else {}
             for img, seed in zip(decoded, batch_seeds):
                 img = tasks.finish(img, prepared)  # paste inpaint result back over the original
-                extra = {}
+                extra = dict(control.params) if control else {}
                 if req.face_detail and not job.interrupted:
                     with stage_peak(self.device, memory, "face detail"):
-                        img, extra = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
+                        img, face = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
+                        extra.update(face)
                 images.append(img)
                 done_seeds.append(seed)
                 infotexts.append(self.infotext(req, model, seed, {**ctx.extra, **extra, **stopped}))

@@ -19,6 +19,7 @@ from .samplers import SCHEDULE_TYPES, resolve_sampler
 from .settings import Limits
 from .detailer import face_fields_from_alwayson
 from .faces import ORDERS as FACE_ORDERS
+from .controlnet import ControlUnit, parse_units, units_from_alwayson
 from .hires import SAME_SAMPLER, SAME_SCHEDULER, check_request as check_hires_request
 
 TASKS = ("txt2img", "img2img", "inpaint")
@@ -83,6 +84,8 @@ class GenerationRequest:
     face_detail_order: str = "largest"
     face_detail_width: int = 0     # 0 = the model's native size (512 SD1, 1024 SDXL)
     face_detail_height: int = 0
+    # ControlNet units that are on (controlnet.py); images are left out of repr and equality.
+    controlnet_units: tuple[ControlUnit, ...] = ()
     save_images: bool = True
     # Extra infotext keys from outside the engine (preset name, translated prompt...).
     extra_params: tuple[tuple[str, str], ...] = ()
@@ -110,6 +113,9 @@ class GenerationRequest:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Image.Image) or f.name == "extra_params":
+                continue
+            if f.name == "controlnet_units":
+                out[f.name] = [{k: x for k, x in dataclasses.asdict(u).items() if k != "image"} for u in v]
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
@@ -270,6 +276,9 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     if ckpt is not None and not isinstance(ckpt, str):
         raise UserError("sd_model_checkpoint must be a checkpoint title or name", field="sd_model_checkpoint")
     fields = {**face_fields_from_alwayson(fields.get("alwayson_scripts")), **fields}
+    units = fields.get("controlnet_units")
+    if units is None:
+        units = units_from_alwayson(fields.get("alwayson_scripts"))
     extra = fields.get("extra_params") or ()
     if isinstance(extra, dict):
         extra = tuple(extra.items())
@@ -326,6 +335,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_order=_face_order(fields),
         face_detail_width=_face_size(fields, "face_detail_width", lim.max_width),
         face_detail_height=_face_size(fields, "face_detail_height", lim.max_height),
+        controlnet_units=parse_units(units, lim.max_upload_pixels),
         save_images=_as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )

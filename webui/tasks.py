@@ -180,11 +180,17 @@ def outpaint_size(canvas: tuple[int, int], width: int, height: int, limits) -> t
     return w, h
 
 
-def task_pipeline(model, prepared: Prepared, scheduler, vae=None):
+def task_pipeline(model, prepared: Prepared, scheduler, vae=None, controlnet=None):
     """A new lightweight pipeline object over the shared weights, owning this request's
     scheduler and interrupt flag (and the request's VAE, when it chose one).
-    (Not `from_pipe`: it recasts the shared modules' dtype.)"""
-    cls = getattr(diffusers, prepared.cls_name)
+    (Not `from_pipe`: it recasts the shared modules' dtype.)
+    With `controlnet` (one model or a list) it is the task's ControlNet pipeline class."""
+    cls_name = prepared.cls_name
+    if controlnet is not None:
+        from .controlnet import PIPELINE_CLASSES
+
+        cls_name = PIPELINE_CLASSES[cls_name]
+    cls = getattr(diffusers, cls_name)
     expected, optional = cls._get_signature_keys(cls)
     base = model.pipe
     kwargs = {k: v for k, v in base.components.items() if k in expected}
@@ -196,6 +202,8 @@ def task_pipeline(model, prepared: Prepared, scheduler, vae=None):
         kwargs.setdefault(k, None)  # e.g. image_encoder, feature_extractor, safety_checker
     if "requires_safety_checker" in optional:
         kwargs["requires_safety_checker"] = False
+    if controlnet is not None:
+        kwargs["controlnet"] = controlnet  # a list becomes a MultiControlNetModel in the pipeline
     pipe = cls(**kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe

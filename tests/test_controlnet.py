@@ -1,0 +1,187 @@
+"""ControlNet units on tiny offline models, loaded through the real loading code: weight 0 is
+the plain image, weight 1 changes it, folder and single file agree, the canny preprocessor,
+poses as control maps, and clear errors for the wrong family or a missing preprocessor model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from webui import controlnet
+from webui.errors import UserError
+from webui.infotext import parse_infotext
+from webui.service import Service
+from webui.settings import Settings
+
+
+def build_tiny_controlnet(family: str, out: Path, name: str) -> None:
+    """ControlNetModel.from_unet(tiny UNet), saved as a diffusers folder and as one
+    diffusers-layout .safetensors (how SDXL ControlNets are usually shipped)."""
+    import diffusers
+    from safetensors.torch import save_file
+
+    from webui.tiny_models import build_tiny_pipeline
+
+    unet = build_tiny_pipeline(family).unet
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+        # from_unet zero-initialises the output convolutions (a fresh ControlNet does nothing);
+        # give them weights so a unit visibly steers the tiny model.
+        for m in list(net.controlnet_down_blocks) + [net.controlnet_mid_block]:
+            torch.nn.init.normal_(m.weight, std=0.5)
+    net.save_pretrained(out / f"{name}-folder")
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"{name}.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def models_dir(tiny_models, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cn-models")
+    (root / "Stable-diffusion").mkdir()
+    shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "alpha.safetensors")
+    shutil.copy(tiny_models["sdxl"].file, root / "Stable-diffusion" / "xl.safetensors")
+    (root / "ControlNet").mkdir()
+    build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
+    build_tiny_controlnet("sdxl", root / "ControlNet", "tiny-cn-xl")
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(models_dir, tmp_path_factory) -> Service:
+    s = Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu")
+    return Service.create(s)
+
+
+def edges_image(size=(64, 64)) -> Image.Image:
+    img = Image.new("RGB", size, "black")
+    ImageDraw.Draw(img).rectangle((16, 16, 47, 47), fill="white")
+    return img
+
+
+def gen(svc, task="txt2img", units=(), model="alpha", **fields):
+    base = dict(prompt="portrait of a woman", seed=99, steps=2, width=64, height=64, sampler_name="Euler",
+                sd_model_checkpoint=model, save_images=False, controlnet_units=list(units))
+    base.update(fields)
+    return svc.generate(svc.request(base, task))
+
+
+def px(img) -> np.ndarray:
+    return np.asarray(img, dtype=np.int16)
+
+
+def unit(**kw):
+    d = dict(enabled=True, model="tiny-cn", module="none", image=edges_image(), weight=1.0)
+    d.update(kw)
+    return d
+
+
+def test_weight_zero_is_plain_image_and_weight_one_changes_it(service):
+    plain = gen(service).images[0]
+    zero = gen(service, units=[unit(weight=0.0)]).images[0]
+    one = gen(service, units=[unit(weight=1.0)]).images[0]
+    assert np.abs(px(plain) - px(zero)).max() <= 1
+    assert np.abs(px(plain) - px(one)).mean() > 2
+
+
+def test_folder_and_single_file_load_the_same_weights(service):
+    a = gen(service, units=[unit(model="tiny-cn")]).images[0]
+    b = gen(service, units=[unit(model="tiny-cn-folder")]).images[0]
+    assert np.abs(px(a) - px(b)).max() <= 1
+
+
+def test_infotext_records_each_unit(service):
+    r = gen(service, units=[unit(), unit(model="tiny-cn-folder", module="canny", weight=0.5,
+                                         guidance_start=0.1, guidance_end=0.8)])
+    params = parse_infotext(r.infotexts[0])
+    assert params["ControlNet 0"].startswith("Module: none, Model: tiny-cn [")
+    one = params["ControlNet 1"]
+    assert "Module: canny" in one and "Model: tiny-cn-folder" in one and "Weight: 0.5" in one
+    assert "Guidance Start: 0.1" in one and "Guidance End: 0.8" in one
+    assert "Resize Mode: Crop and Resize" in one
+
+
+def test_img2img_and_inpaint_take_units_and_resize_the_map(service):
+    init = Image.new("RGB", (64, 64), (120, 90, 60))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 56, 56), fill=255)
+    other_size = edges_image((100, 40))  # resized by the unit's resize mode
+    for task, extra in (("img2img", {}), ("inpaint", {"mask": mask})):
+        base = gen(service, task, units=[unit(image=other_size, weight=0.0)], init_image=init,
+                   denoising_strength=0.9, **extra).images[0]
+        steered = gen(service, task, units=[unit(image=other_size, resize_mode="Resize and Fill")],
+                      init_image=init, denoising_strength=0.9, **extra).images[0]
+        assert steered.size == (64, 64)
+        assert np.abs(px(base) - px(steered)).mean() > 1, task
+
+
+def test_sdxl_controlnet_runs_on_sdxl(service):
+    r = gen(service, units=[unit(model="tiny-cn-xl")], model="xl")
+    assert r.images[0].size == (64, 64)
+
+
+@pytest.mark.parametrize("model,cn", [("alpha", "tiny-cn-xl"), ("alpha", "tiny-cn-xl-folder"), ("xl", "tiny-cn")])
+def test_controlnet_of_other_family_is_refused(service, model, cn):
+    with pytest.raises(UserError, match="family"):
+        gen(service, units=[unit(model=cn)], model=model)
+    assert gen(service).images  # the server keeps working
+
+
+def test_pose_unit_renders_the_library_pose(service):
+    r = gen(service, units=[unit(image=None, pose="standing")])
+    assert "Pose: standing" in r.infotexts[0]
+    with pytest.raises(UserError, match="no_such_pose"):
+        gen(service, units=[unit(image=None, pose="no_such_pose")])
+
+
+def test_canny_finds_the_square_outline():
+    out = np.asarray(controlnet.canny(edges_image(), 100, 200))
+    assert out.shape == (64, 64, 3)
+    on = out[..., 0] > 0
+    assert on[14:18, 20:44].any() and on[46:50, 20:44].any()  # top and bottom sides
+    assert not on[24:40, 24:40].any() and not on[:8].any()  # nothing inside or far away
+
+
+def test_missing_preprocessor_model_names_the_file(service, models_dir):
+    with pytest.raises(UserError) as e:
+        gen(service, units=[unit(module="openpose_full")])
+    msg = str(e.value)
+    assert "body_pose_model.pth" in msg and str(models_dir / "ControlNet" / "annotators") in msg
+
+
+def test_unknown_model_and_bad_settings_are_user_errors(service):
+    with pytest.raises(UserError, match="not found"):
+        gen(service, units=[unit(model="nope")])
+    with pytest.raises(UserError, match="guidance end"):
+        service.request({"controlnet_units": [unit(guidance_start=0.6, guidance_end=0.5)]})
+    with pytest.raises(UserError, match="at most 3"):
+        service.request({"controlnet_units": [unit()] * 4})
+    with pytest.raises(UserError, match="no control image"):
+        service.request({"controlnet_units": [unit(image=None)]})
+    with pytest.raises(UserError, match="preprocessor"):
+        service.request({"controlnet_units": [unit(module="sharpen")]})
+
+
+def test_disabled_units_cost_nothing(service):
+    req = service.request({"controlnet_units": [unit(enabled=False), unit(model="None", image=None)]})
+    assert req.controlnet_units == ()
+
+
+def test_alwayson_scripts_args_as_the_a1111_extension_sends_them(service):
+    buf = io.BytesIO()
+    edges_image().save(buf, "PNG")
+    args = [{"enabled": True, "image": base64.b64encode(buf.getvalue()).decode(), "module": "canny",
+             "model": "tiny-cn [0123abcd]", "weight": 0.8, "guidance_start": 0.0, "guidance_end": 0.9,
+             "resize_mode": "Just Resize", "control_mode": "ControlNet is more important",
+             "processor_res": 512, "threshold_a": 50, "threshold_b": 150}]
+    req = service.request({"prompt": "x", "alwayson_scripts": {"controlnet": {"args": args}}})
+    (u,) = req.controlnet_units
+    assert (u.module, u.model, u.weight, u.guidance_end, u.resize_mode, u.control_mode, u.threshold_a) == \
+        ("canny", "tiny-cn [0123abcd]", 0.8, 0.9, 0, 2, 50.0)
+    assert u.image.size == (64, 64)

@@ -1,0 +1,476 @@
+"""ControlNet units: what a unit is, where its model comes from, how its control image is made,
+and the pipeline arguments it adds.
+
+Models live in ``models/ControlNet``: a single ``.safetensors`` (diffusers or original layout;
+an optional ``<name>.json`` next to it is its diffusers config) or a diffusers folder, or a
+Hub id already in the local cache. A single file without a config gets one derived from the
+active checkpoint's UNet plus what the file's tensor shapes say, so the SD1.x / SDXL choice
+always follows the checkpoint -- and a ControlNet of the other family is refused by name.
+
+A1111's three control modes map onto diffusers like this:
+
+* "Balanced": the ControlNet guides both halves of classifier-free guidance (guess_mode off).
+* "My prompt is more important": diffusers has no per-layer soft weights for this; it runs as
+  Balanced and the result says so in a warning.
+* "ControlNet is more important": guess_mode on -- the ControlNet guides only the prompt half
+  and its residuals fade in from the shallow to the deep layers. diffusers applies guess_mode
+  to all units of a request at once, so one such unit switches it on for all (also warned).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .catalog import resolve_inside
+from .errors import UserError
+from .images import decode_base64_image
+
+log = logging.getLogger(__name__)
+
+MAX_UNITS = 3
+CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+# Same order as tasks.resize_image's modes; the names the A1111 ControlNet extension uses.
+RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
+_RESIZE_ALIASES = {"inner fit (scale to fit)": 1, "outer fit (shrink to fit)": 2, "envelope (outer fit)": 2}
+# Preprocessors needing annotator weights: module prefix -> (controlnet_aux class, files it needs).
+WEIGHT_PREPROCESSORS = {
+    "openpose": ("OpenposeDetector", ("body_pose_model.pth",)),
+    "depth": ("MidasDetector", ("dpt_hybrid-midas-501f0c75.pt",)),
+    "lineart": ("LineartDetector", ("sk_model.pth", "sk_model2.pth")),
+}
+MODULES = ("none", "canny") + tuple(WEIGHT_PREPROCESSORS)
+ANNOTATORS_SUBDIR = "annotators"
+FIELD = "controlnet_units"
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    model: str
+    module: str = "none"
+    image: Image.Image | None = field(default=None, repr=False, compare=False)
+    pose: str = ""  # a pose library key, rendered at the request's size when there is no image
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    control_mode: int = 0
+    resize_mode: int = 1
+    processor_res: int = 512
+    threshold_a: float = 100.0
+    threshold_b: float = 200.0
+
+    def infotext(self, model_label: str) -> str:
+        """One unit as the A1111 ControlNet extension writes it (value of "ControlNet N")."""
+        parts = [f"Module: {self.module}", f"Model: {model_label}", f"Weight: {self.weight:g}",
+                 f"Resize Mode: {RESIZE_MODES[self.resize_mode]}", f"Processor Res: {self.processor_res}",
+                 f"Threshold A: {self.threshold_a:g}", f"Threshold B: {self.threshold_b:g}",
+                 f"Guidance Start: {self.guidance_start:g}", f"Guidance End: {self.guidance_end:g}",
+                 f"Pixel Perfect: False", f"Control Mode: {CONTROL_MODES[self.control_mode]}"]
+        if self.pose:
+            parts.append(f"Pose: {self.pose}")
+        return ", ".join(parts)  # build_infotext quotes it
+
+
+# ---- validation at the edge ------------------------------------------------------------------
+
+def _num(d: dict, key: str, default, lo, hi, n: int, integer=False):
+    v = d.get(key, default)
+    if v is None or v == "":
+        return default
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise UserError(f"ControlNet unit {n}: {key} must be a number, got {v!r}", field=FIELD) from None
+    if isinstance(v, bool) or not math.isfinite(f) or not lo <= f <= hi or (integer and f != int(f)):
+        raise UserError(f"ControlNet unit {n}: {key} must be between {lo} and {hi}, got {v!r}", field=FIELD)
+    return int(f) if integer else f
+
+
+def _option(d: dict, key: str, default: int, options, n: int, aliases=None) -> int:
+    v = d.get(key, default)
+    if v is None or v == "":
+        return default
+    if isinstance(v, str) and not v.strip().isdigit():
+        low = v.strip().lower()
+        for i, o in enumerate(options):
+            if low == o.lower():
+                return i
+        if aliases and low in aliases:
+            return aliases[low]
+        raise UserError(f"ControlNet unit {n}: {key} must be one of {', '.join(options)}; got {v!r}", field=FIELD)
+    return int(_num({key: v}, key, default, 0, len(options) - 1, n, integer=True))
+
+
+def module_kind(module: str) -> str:
+    """'none', 'canny' or a weight-needing family ('openpose_full' -> 'openpose')."""
+    m = (module or "none").strip().lower()
+    if m in ("none", "", "no preprocessor"):
+        return "none"
+    for kind in MODULES:
+        if m == kind or m.startswith(kind + "_") or (kind == "depth" and m.startswith("depth")):
+            return kind
+    raise UserError(f"unknown ControlNet preprocessor {module!r}; use one of {', '.join(MODULES)}", field=FIELD)
+
+
+def _image(v, n: int) -> Image.Image | None:
+    if isinstance(v, dict):  # A1111 UI sends {"image": ..., "mask": ...}
+        v = v.get("image")
+    if v is None or v == "":
+        return None
+    if isinstance(v, Image.Image):
+        return v
+    if isinstance(v, np.ndarray):
+        return Image.fromarray(v.astype(np.uint8))
+    if isinstance(v, str):
+        return decode_base64_image(v, field=f"ControlNet unit {n} image")
+    raise UserError(f"ControlNet unit {n}: image must be an image or base64 text", field=FIELD)
+
+
+def parse_units(raw, max_upload_pixels: int | None = None) -> tuple[ControlUnit, ...]:
+    """UI or A1111 API unit dicts -> validated units; disabled or empty units are dropped."""
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)):
+        raise UserError("ControlNet units must be a list of unit settings", field=FIELD)
+    units = []
+    for n, d in enumerate(raw):
+        if isinstance(d, ControlUnit):
+            units.append(d)
+            continue
+        if not isinstance(d, dict):
+            raise UserError(f"ControlNet unit {n}: expected an object of unit settings", field=FIELD)
+        if not d.get("enabled", True) or d.get("enabled") in ("false", "False", 0):
+            continue
+        image = _image(d.get("image", d.get("input_image")), n)
+        pose = d.get("pose") or ""
+        if not isinstance(pose, str):
+            raise UserError(f"ControlNet unit {n}: pose must be a pose name", field=FIELD)
+        model = d.get("model") or ""
+        if not isinstance(model, str) or model.strip().lower() in ("", "none"):
+            if image is None and not pose:
+                continue  # an untouched unit: nothing to do
+            raise UserError(f"ControlNet unit {n}: choose a ControlNet model", field=FIELD)
+        if image is None and not pose:
+            raise UserError(f"ControlNet unit {n} is enabled but has no control image or pose", field=FIELD)
+        if image is not None and max_upload_pixels and image.width * image.height > max_upload_pixels:
+            raise UserError(f"ControlNet unit {n}: the control image is {image.width}x{image.height}; the limit is "
+                            f"{max_upload_pixels} pixels", field=FIELD)
+        module = str(d.get("module") or "none")
+        module_kind(module)
+        start = _num(d, "guidance_start", 0.0, 0.0, 1.0, n)
+        end = _num(d, "guidance_end", 1.0, 0.0, 1.0, n)
+        if end <= start:
+            raise UserError(f"ControlNet unit {n}: guidance end ({end}) must be after guidance start ({start})",
+                            field=FIELD)
+        units.append(ControlUnit(
+            model=model.strip(), module=module, image=image, pose=pose,
+            weight=_num(d, "weight", 1.0, 0.0, 2.0, n),
+            guidance_start=start, guidance_end=end,
+            control_mode=_option(d, "control_mode", 0, CONTROL_MODES, n),
+            resize_mode=_option(d, "resize_mode", 1, RESIZE_MODES, n, _RESIZE_ALIASES),
+            processor_res=_num(d, "processor_res", 512, 64, 2048, n, integer=True)
+            if d.get("processor_res") not in (-1, "-1") else 512,
+            threshold_a=_num(d, "threshold_a", 100.0, 0.0, 255.0, n) if d.get("threshold_a") not in (-1, "-1") else 100.0,
+            threshold_b=_num(d, "threshold_b", 200.0, 0.0, 255.0, n) if d.get("threshold_b") not in (-1, "-1") else 200.0,
+        ))
+    if len(units) > MAX_UNITS:
+        raise UserError(f"at most {MAX_UNITS} ControlNet units can be used at once; got {len(units)}", field=FIELD)
+    return tuple(units)
+
+
+def units_from_alwayson(scripts) -> list | None:
+    """`alwayson_scripts.controlnet.args` of an A1111 API request, or None when absent."""
+    if not isinstance(scripts, dict):
+        return None
+    for name, value in scripts.items():
+        if isinstance(name, str) and name.lower() == "controlnet":
+            args = value.get("args") if isinstance(value, dict) else value
+            if args is not None and not isinstance(args, list):
+                raise UserError("alwayson_scripts.controlnet.args must be a list of units", field=FIELD)
+            return args
+    return None
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+def controlnet_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / "ControlNet"
+
+
+def list_models(models_dir: Path) -> list[str]:
+    """Names the UI offers: single files (stem) and diffusers folders."""
+    folder = controlnet_dir(models_dir)
+    if not folder.is_dir():
+        return []
+    names = [p.stem for p in folder.glob("*.safetensors")]
+    names += [p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    return sorted(names, key=str.lower)
+
+
+def find_model(models_dir: Path, name: str) -> tuple[str, Path | str]:
+    """(display name, local path or Hub id) for a model name, "name [hash]" or file name."""
+    wanted = name.strip()
+    if wanted.endswith("]") and " [" in wanted:
+        wanted = wanted[: wanted.rindex(" [")]
+    folder = controlnet_dir(models_dir)
+    for candidate in (wanted, wanted + ".safetensors"):
+        if folder.is_dir():
+            p = resolve_inside(folder, candidate, "ControlNet model")
+            if p.is_file() and p.suffix == ".safetensors":
+                return p.stem, p
+            if p.is_dir() and (p / "config.json").is_file():
+                return p.name, p
+    if wanted.count("/") == 1 and not wanted.startswith((".", "/")):
+        return wanted, wanted  # a Hub id: loaded from the local cache only
+    raise UserError(f"ControlNet model {name!r} not found: put a .safetensors file or a diffusers folder in "
+                    f"{folder}", field=FIELD)
+
+
+def _strip(shapes: dict) -> dict:
+    return {k.removeprefix("control_model."): v for k, v in shapes.items()}
+
+
+def read_file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return _strip({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+    except Exception as e:  # noqa: BLE001 - any unreadable header is the user's file
+        raise UserError(f"ControlNet {path.name} is not a readable .safetensors file ({e})", field=FIELD) from None
+
+
+def _file_traits(shapes: dict) -> tuple[bool, int | None]:
+    """(is SDXL, cross-attention width) from a ControlNet's tensor shapes (either layout)."""
+    sdxl = "add_embedding.linear_1.weight" in shapes or "label_emb.0.0.weight" in shapes
+    cross = next((s[1] for k, s in shapes.items() if k.endswith("attn2.to_k.weight")), None)
+    return sdxl, cross
+
+
+def check_family(label: str, sdxl: bool, cross: int | None, unet_config) -> None:
+    base_sdxl = unet_config.get("addition_embed_type") == "text_time"
+    base_cross = unet_config.get("cross_attention_dim")
+    if sdxl != base_sdxl or (cross is not None and cross != base_cross):
+        fam = "an SDXL" if sdxl else "an SD 1.x/2.x"
+        base = "an SDXL" if base_sdxl else "an SD 1.x/2.x"
+        raise UserError(f"ControlNet {label} is {fam} ControlNet (text width {cross}) but the checkpoint is "
+                        f"{base} model (text width {base_cross}); choose a ControlNet made for this checkpoint's "
+                        "family", field=FIELD)
+
+
+_FROM_UNET = ("in_channels", "flip_sin_to_cos", "freq_shift", "down_block_types", "only_cross_attention",
+              "block_out_channels", "layers_per_block", "downsample_padding", "mid_block_scale_factor", "act_fn",
+              "norm_num_groups", "norm_eps", "cross_attention_dim", "attention_head_dim", "num_attention_heads",
+              "use_linear_projection", "class_embed_type", "num_class_embeds", "upcast_attention",
+              "resnet_time_scale_shift", "projection_class_embeddings_input_dim", "mid_block_type",
+              "transformer_layers_per_block", "encoder_hid_dim", "encoder_hid_dim_type", "addition_embed_type",
+              "addition_time_embed_dim")
+
+
+def derive_config(shapes: dict, unet_config) -> dict:
+    """A ControlNet config for a single file: the checkpoint UNet's architecture (what
+    ControlNetModel.from_unet would build), corrected by what the file's shapes show."""
+    cfg = {k: unet_config[k] for k in _FROM_UNET if k in unet_config}
+    cfg["_class_name"] = "ControlNetModel"
+    conv_in = shapes.get("conv_in.weight") or shapes.get("input_blocks.0.0.weight")
+    if conv_in:
+        cfg["in_channels"] = conv_in[1]
+    if "controlnet_cond_embedding.conv_in.weight" in shapes:  # diffusers layout: exact channel list
+        chans = [shapes["controlnet_cond_embedding.conv_in.weight"][0]]
+        i = 1
+        while f"controlnet_cond_embedding.blocks.{i}.weight" in shapes:
+            chans.append(shapes[f"controlnet_cond_embedding.blocks.{i}.weight"][0])
+            i += 2
+        cfg["conditioning_embedding_out_channels"] = chans
+        levels = len(cfg.get("block_out_channels", ()))
+        layers = []
+        for lvl in range(levels):
+            n = len({k.split(".")[5] for k in shapes
+                     if k.startswith(f"down_blocks.{lvl}.attentions.0.transformer_blocks.")})
+            layers.append(n)
+        if any(layers):  # SDXL small/mid ControlNets have fewer transformer layers than the UNet
+            cfg["transformer_layers_per_block"] = [max(1, n) for n in layers]
+    return cfg
+
+
+def load_controlnet(source: Path | str, label: str, unet_config, dtype: torch.dtype):
+    """A ControlNetModel on the CPU, checked against the checkpoint's family first."""
+    import diffusers
+
+    try:
+        if isinstance(source, str):  # Hub id, local cache only
+            cfg = diffusers.ControlNetModel.load_config(source, local_files_only=True)
+            check_family(label, cfg.get("addition_embed_type") == "text_time", cfg.get("cross_attention_dim"),
+                         unet_config)
+            return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
+        if source.is_dir():
+            cfg = json.loads((source / "config.json").read_text())
+            check_family(label, cfg.get("addition_embed_type") == "text_time", cfg.get("cross_attention_dim"),
+                         unet_config)
+            return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype)
+        shapes = read_file_shapes(source)
+        if not any(k.startswith(("controlnet_cond_embedding.", "input_hint_block.")) for k in shapes):
+            raise UserError(f"{source.name} is not a ControlNet model (no control input layers)", field=FIELD)
+        check_family(label, *_file_traits(shapes), unet_config)
+        sidecar = source.with_suffix(".json")
+        cfg = json.loads(sidecar.read_text()) if sidecar.is_file() else derive_config(shapes, unet_config)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:  # from_single_file reads its config from a folder
+            (Path(tmp) / "config.json").write_text(json.dumps(cfg))
+            return diffusers.ControlNetModel.from_single_file(str(source), config=tmp, torch_dtype=dtype,
+                                                              local_files_only=True)
+    except UserError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"could not load ControlNet {label}: {str(e)[:300]}", field=FIELD) from e
+
+
+class ControlNetCache:
+    """Loaded ControlNets on the device, least recently used dropped first. Keyed by source
+    and the checkpoint family, since a single file's config follows the checkpoint."""
+
+    def __init__(self, models_dir: Path, device: torch.device, dtype: torch.dtype, size: int = MAX_UNITS):
+        self.models_dir, self.device, self.dtype, self.size = Path(models_dir), device, dtype, size
+        self._items: OrderedDict[tuple, object] = OrderedDict()
+
+    def get(self, name: str, unet_config) -> tuple[object, str]:
+        label, source = find_model(self.models_dir, name)
+        key = (str(source), unet_config.get("cross_attention_dim"), unet_config.get("addition_embed_type"))
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key], label
+        net = load_controlnet(source, label, unet_config, self.dtype).eval()
+        if self.device.type == "cpu":  # own the memory rather than map the file (see engine._own_memory)
+            for t in list(net.parameters()) + list(net.buffers()):
+                t.data = t.data.clone(memory_format=torch.contiguous_format)
+        else:
+            net.to(self.device)
+        self._items[key] = net
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return net, label
+
+    def loaded(self) -> list[str]:
+        return [k[0] for k in self._items]
+
+
+# ---- control images --------------------------------------------------------------------------
+
+def canny(img: Image.Image, low: float, high: float) -> Image.Image:
+    edges = cv2.Canny(np.asarray(img.convert("L")), low, high)
+    return Image.fromarray(edges).convert("RGB")
+
+
+def _weight_preprocessor(kind: str, module: str, img: Image.Image, models_dir: Path, res: int) -> Image.Image:
+    cls_name, files = WEIGHT_PREPROCESSORS[kind]
+    folder = controlnet_dir(models_dir) / ANNOTATORS_SUBDIR
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise UserError(f"the {module} preprocessor needs {', '.join(missing)} in {folder} (from the "
+                        "lllyasviel/Annotators repository) and the controlnet_aux package. Or choose "
+                        f"preprocessor 'none' and upload a ready {kind} map.", field=FIELD)
+    try:
+        import controlnet_aux
+    except ImportError:
+        raise UserError(f"the {module} preprocessor needs the controlnet_aux package (pip install controlnet_aux); "
+                        f"or choose preprocessor 'none' and upload a ready {kind} map", field=FIELD) from None
+    detector = getattr(controlnet_aux, cls_name).from_pretrained(str(folder))
+    return detector(img, detect_resolution=res, image_resolution=res).convert("RGB")
+
+
+def control_image(unit: ControlUnit, width: int, height: int, models_dir: Path,
+                  region: tuple[int, int, int, int] | None = None,
+                  original_size: tuple[int, int] | None = None) -> Image.Image:
+    """The map the ControlNet sees, at the pipeline's width x height."""
+    if unit.image is None:
+        from .poses import render_by_key
+
+        return render_by_key(unit.pose, width, height)
+    img = unit.image.convert("RGB")
+    if region is not None and original_size is not None and img.size == original_size:
+        img = img.crop(region)  # "only masked" inpaint: the same crop as the picture
+    from .tasks import resize_image  # (tasks imports request, which imports this module)
+
+    img = resize_image(img, width, height, unit.resize_mode)
+    kind = module_kind(unit.module)
+    if kind == "canny":
+        return canny(img, unit.threshold_a, unit.threshold_b)
+    if kind in WEIGHT_PREPROCESSORS:
+        return _weight_preprocessor(kind, unit.module, img, models_dir, unit.processor_res).resize(
+            (width, height), Image.LANCZOS)
+    return img
+
+
+# ---- pipeline arguments ----------------------------------------------------------------------
+
+PIPELINE_CLASSES = {
+    "StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
+    "StableDiffusionImg2ImgPipeline": "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline": "StableDiffusionControlNetInpaintPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
+    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+    "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+}
+
+
+def pipeline_kwargs(cls_name: str, units, images: list[Image.Image], warnings: list[str]) -> dict:
+    one = len(units) == 1
+    # The plain text-to-image ControlNet pipelines take the map as `image`; the others as `control_image`.
+    key = "image" if cls_name in ("StableDiffusionControlNetPipeline", "StableDiffusionXLControlNetPipeline") \
+        else "control_image"
+    if any(u.control_mode == 1 for u in units):
+        note = "ControlNet control mode 'My prompt is more important' runs as 'Balanced' here"
+        warnings.append(note) if note not in warnings else None
+    guess = any(u.control_mode == 2 for u in units)
+    if guess and len(units) > 1 and not all(u.control_mode == 2 for u in units):
+        note = "ControlNet 'ControlNet is more important' applies to all units of a request at once"
+        warnings.append(note) if note not in warnings else None
+    return {
+        key: images[0] if one else images,
+        "controlnet_conditioning_scale": units[0].weight if one else [u.weight for u in units],
+        "control_guidance_start": units[0].guidance_start if one else [u.guidance_start for u in units],
+        "control_guidance_end": units[0].guidance_end if one else [u.guidance_end for u in units],
+        "guess_mode": guess,
+    }
+
+
+@dataclass
+class Control:
+    """The ControlNet part of one request, ready for the pipeline."""
+    nets: list
+    images: list[Image.Image]
+    params: dict[str, str]  # infotext: "ControlNet 0" -> unit settings
+
+    @property
+    def net(self):
+        return self.nets[0] if len(self.nets) == 1 else self.nets
+
+
+def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes=None) -> Control | None:
+    """Load each unit's model (cached) and make its control image at the pipeline's size."""
+    if not units:
+        return None
+    nets, images, params = [], [], {}
+    original_size = prepared.original.size if prepared.original is not None else None
+    for n, unit in enumerate(units):
+        net, label = cache.get(unit.model, unet_config)
+        _, source = find_model(cache.models_dir, unit.model)
+        if hashes is not None and isinstance(source, Path) and source.is_file():
+            label = f"{label} [{hashes.sha256(source)[:8]}]"
+        nets.append(net)
+        images.append(control_image(unit, prepared.width, prepared.height, cache.models_dir,
+                                    prepared.region, original_size))
+        params[f"ControlNet {n}"] = unit.infotext(label)
+    return Control(nets, images, params)
