@@ -185,3 +185,33 @@ def test_alwayson_scripts_args_as_the_a1111_extension_sends_them(service):
     assert (u.module, u.model, u.weight, u.guidance_end, u.resize_mode, u.control_mode, u.threshold_a) == \
         ("canny", "tiny-cn [0123abcd]", 0.8, 0.9, 0, 2, 50.0)
     assert u.image.size == (64, 64)
+
+
+def test_txt2img_endpoint_takes_a_pose_unit(service):
+    from gradio_client import Client
+
+    from webui.ui import build_ui
+
+    import socket
+
+    with socket.socket() as sock:  # a free port: other test runs may hold gradio's default
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = build_ui(service)
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        params = [p["parameter_name"] for p in
+                  client.view_api(return_format="dict")["named_endpoints"]["/txt2img"]["parameters"]]
+        assert "controlnet_0_model" in params and "controlnet_2_pose" in params
+        required = {p: "" for p in params if p.endswith("prompt")}
+        alpha = next(t for t in service.checkpoint_titles() if t.startswith("alpha"))
+        _, info, *_ = client.predict(**{**required, "prompt": "portrait"}, steps=2, width=64, height=64, seed=5,
+                                     sampler_name="Euler",
+                                     sd_model_checkpoint=alpha,
+                                     controlnet_0_enabled=True, controlnet_0_pose="walking",
+                                     controlnet_0_model="tiny-cn", controlnet_0_weight=0.7,
+                                     api_name="/txt2img")
+        assert "ControlNet 0" in info and "Pose: walking" in info and "Weight: 0.7" in info
+    finally:
+        demo.close()

@@ -95,6 +95,13 @@ def _num(d: dict, key: str, default, lo, hi, n: int, integer=False):
     return int(f) if integer else f
 
 
+def _unset(d: dict, key: str, default, lo, hi, n: int, integer=False):
+    """A1111 clients send -1 for "the preprocessor's default"."""
+    if d.get(key) in (-1, "-1", -1.0):
+        return default
+    return _num(d, key, default, lo, hi, n, integer)
+
+
 def _option(d: dict, key: str, default: int, options, n: int, aliases=None) -> int:
     v = d.get(key, default)
     if v is None or v == "":
@@ -179,10 +186,9 @@ def parse_units(raw, max_upload_pixels: int | None = None) -> tuple[ControlUnit,
             guidance_start=start, guidance_end=end,
             control_mode=_option(d, "control_mode", 0, CONTROL_MODES, n),
             resize_mode=_option(d, "resize_mode", 1, RESIZE_MODES, n, _RESIZE_ALIASES),
-            processor_res=_num(d, "processor_res", 512, 64, 2048, n, integer=True)
-            if d.get("processor_res") not in (-1, "-1") else 512,
-            threshold_a=_num(d, "threshold_a", 100.0, 0.0, 255.0, n) if d.get("threshold_a") not in (-1, "-1") else 100.0,
-            threshold_b=_num(d, "threshold_b", 200.0, 0.0, 255.0, n) if d.get("threshold_b") not in (-1, "-1") else 200.0,
+            processor_res=int(_unset(d, "processor_res", 512, 64, 2048, n, integer=True)),
+            threshold_a=_unset(d, "threshold_a", 100.0, 0.0, 255.0, n),
+            threshold_b=_unset(d, "threshold_b", 200.0, 0.0, 255.0, n),
         ))
     if len(units) > MAX_UNITS:
         raise UserError(f"at most {MAX_UNITS} ControlNet units can be used at once; got {len(units)}", field=FIELD)

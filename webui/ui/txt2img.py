@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import lora_browser, presets_panel
+from .controlnet_panel import controlnet_accordion, with_controlnet
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons)
 
@@ -23,6 +24,7 @@ def build(service, shared) -> Controls:
                                   info="1 = last layer (A1111 numbering); many anime models want 2")
             hr = hires_controls("txt2img", service)
             fd = face_detail_controls("txt2img", service)
+            cn = controlnet_accordion("txt2img", service)
         with gr.Column(scale=1):
             gallery, info, state = results_panel("txt2img")
             send, selected = send_row("txt2img", gallery)
@@ -47,9 +49,10 @@ def build(service, shared) -> Controls:
                 face_detail_detector: str = "haar", face_detail_order: str = "largest",
                 styles: list[str] | None = None, preset: str | None = None, translated_prompt: str | None = None,
                 translated_negative_prompt: str | None = None, translated_from: dict | None = None,
-                clip_skip: int = 1, sd_vae: str = "Automatic",
+                clip_skip: int = 1, sd_vae: str = "Automatic", controlnet_units: list | None = None,
                 request: gr.Request = None, progress=gr.Progress()):
-        """Generate images from a prompt, optionally with hires fix and a face detail pass.
+        """Generate images from a prompt, optionally with hires fix, a face detail pass and
+        ControlNet units (the `controlnet_<n>_<field>` parameters).
         Returns the images (PNG with A1111 metadata) and the infotext of the first one.
         `styles` are applied in order; `preset` (a preset name) wraps the prompt in its template;
         Chinese in the prompts is translated to English, or `translated_prompt` is used as the English."""
@@ -59,7 +62,8 @@ def build(service, shared) -> Controls:
                       width=width, height=height, sampler_name=sampler_name, scheduler=scheduler,
                       batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None,
                       clip_skip=clip_skip, sd_vae=sd_vae or "Automatic",
-                      styles=list(styles or []), preset=preset, **quality)
+                      styles=list(styles or []), preset=preset, controlnet_units=controlnet_units or [],
+                      **quality)
         if translated_from is None:  # an API caller: their English is for this prompt
             translated_from = {"prompt": prompt or "", "negative": negative_prompt or ""}
         fields.update(presets_panel.translation_fields(prompt, negative_prompt, translated_prompt,
@@ -69,8 +73,9 @@ def build(service, shared) -> Controls:
     inputs = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
               c.batch_size, c.n_iter, checkpoint, *hr.values(), *fd.values(), extras.styles, extras.preset,
               extras.translated_prompt, extras.translated_negative_prompt, extras.translated_from,
-              clip_skip, shared.sd_vae]
+              clip_skip, shared.sd_vae, *cn.values()]
     outputs = [gallery, info, state]
+    txt2img = with_controlnet(txt2img, list(cn))
     generate.click(txt2img, inputs, outputs, api_name="txt2img", **GPU)
     prompt.submit(txt2img, inputs, outputs, api_visibility="private", **GPU)
     return c
