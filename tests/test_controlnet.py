@@ -215,3 +215,20 @@ def test_txt2img_endpoint_takes_a_pose_unit(service):
         assert "ControlNet 0" in info and "Pose: walking" in info and "Weight: 0.7" in info
     finally:
         demo.close()
+
+
+def test_infotext_restores_the_units(service):
+    from webui.infotext import infotext_to_fields
+
+    r = gen(service, units=[unit(image=None, pose="seated", weight=0.6, guidance_end=0.7,
+                                 control_mode="ControlNet is more important", resize_mode="Just Resize")])
+    fields = infotext_to_fields(r.infotexts[0])
+    (restored,) = fields["controlnet_units"]
+    assert not any(k.startswith("ControlNet") for k in fields["extra"])
+    again = service.request({"controlnet_units": [restored]})
+    (u,) = again.controlnet_units
+    assert (u.pose, u.weight, u.guidance_end, u.control_mode, u.resize_mode) == ("seated", 0.6, 0.7, 2, 0)
+    assert u.model.startswith("tiny-cn [")  # "name [hash]", found again by name
+    # The restored unit reproduces the image.
+    same = gen(service, units=[restored]).images[0]
+    assert np.abs(px(same) - px(r.images[0])).max() <= 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,28 @@ def parse_units(raw, max_upload_pixels: int | None = None) -> tuple[ControlUnit,
     if len(units) > MAX_UNITS:
         raise UserError(f"at most {MAX_UNITS} ControlNet units can be used at once; got {len(units)}", field=FIELD)
     return tuple(units)
+
+
+_INFOTEXT_KEYS = {"module": "module", "model": "model", "weight": "weight", "resize mode": "resize_mode",
+                  "processor res": "processor_res", "threshold a": "threshold_a", "threshold b": "threshold_b",
+                  "guidance start": "guidance_start", "guidance end": "guidance_end",
+                  "control mode": "control_mode", "pose": "pose"}
+
+
+def units_from_infotext(params: dict) -> list[dict]:
+    """Unit settings (no images) from "ControlNet N" infotext values, in unit order; the
+    result is what build_request accepts, once an image or pose is there."""
+    units = []
+    for key in sorted((k for k in params if re.fullmatch(r"ControlNet \d+", k)), key=lambda k: int(k.split()[1])):
+        d: dict = {"enabled": True}
+        for part in str(params[key]).split(", "):
+            name, sep, value = part.partition(": ")
+            field_name = _INFOTEXT_KEYS.get(name.strip().lower())
+            if sep and field_name:
+                d[field_name] = value.strip()
+        if "model" in d:
+            units.append(d)
+    return units
 
 
 def units_from_alwayson(scripts) -> list | None:

@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from numbers import Integral, Real
 
+_CONTROLNET_KEY = re.compile(r"ControlNet \d+")
+
 from webui.samplers_names import a1111_schedule_label, a1111_sampler_name, split_legacy_sampler
 
 NEGATIVE_PREFIX = "Negative prompt:"
@@ -564,5 +566,11 @@ def infotext_to_fields(parsed: Mapping[str, str] | str) -> dict[str, object]:
         "hr_upscaler" in fields
     ):
         fields["enable_hr"] = True
+    from .controlnet import units_from_infotext  # "ControlNet N" keys as the A1111 extension writes them
+
+    units = units_from_infotext(extra)
+    if units:
+        fields["controlnet_units"] = units
+        extra = {k: v for k, v in extra.items() if not _CONTROLNET_KEY.fullmatch(k)}
     fields["extra"] = extra
     return fields
