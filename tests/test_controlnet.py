@@ -41,6 +41,42 @@ def build_tiny_controlnet(family: str, out: Path, name: str) -> None:
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"{name}.safetensors"))
 
 
+def build_tiny_ip_adapter(family: str, folder: Path) -> None:
+    """A tiny CLIP image encoder (diffusers folder) and a random IP-Adapter whose shapes fit
+    the tiny UNet, in the .safetensors layout (image_proj.* / ip_adapter.*) real ones use."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from webui.tiny_models import build_tiny_pipeline
+
+    unet = build_tiny_pipeline(family).unet
+    cross, proj_dim, tokens = unet.config.cross_attention_dim, 16, 4
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+            patch_size=8, projection_dim=proj_dim))
+        enc.save_pretrained(folder / "image_encoder")
+        sd = {"image_proj.proj.weight": torch.randn(tokens * cross, proj_dim),
+              "image_proj.proj.bias": torch.zeros(tokens * cross),
+              "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+        key_id = 1
+        blocks = unet.config.block_out_channels
+        for name in unet.attn_processors:
+            if not name.endswith("attn2.processor"):
+                continue
+            if name.startswith("mid_block"):
+                hidden = blocks[-1]
+            elif name.startswith("up_blocks"):
+                hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+            else:
+                hidden = blocks[int(name[len("down_blocks.")])]
+            sd[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.5
+            sd[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.5
+            key_id += 2
+    save_file(sd, str(folder / f"tiny-ip-{family}.safetensors"))
+
+
 @pytest.fixture(scope="module")
 def models_dir(tiny_models, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cn-models")
@@ -50,6 +86,8 @@ def models_dir(tiny_models, tmp_path_factory) -> Path:
     (root / "ControlNet").mkdir()
     build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
     build_tiny_controlnet("sdxl", root / "ControlNet", "tiny-cn-xl")
+    (root / "ipadapter").mkdir()
+    build_tiny_ip_adapter("sd1", root / "ipadapter")
     return root
 
 
@@ -232,3 +270,35 @@ def test_infotext_restores_the_units(service):
     # The restored unit reproduces the image.
     same = gen(service, units=[restored]).images[0]
     assert np.abs(px(same) - px(r.images[0])).max() <= 1
+
+
+def face_ref() -> Image.Image:
+    img = Image.new("RGB", (48, 48), (200, 150, 120))
+    ImageDraw.Draw(img).ellipse((10, 6, 38, 42), fill=(90, 60, 40))
+    return img
+
+
+def test_ip_adapter_weight_steers_and_the_unet_is_put_back(service):
+    plain = gen(service).images[0]
+    zero = gen(service, ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref(), "weight": 0.0}]).images[0]
+    one = gen(service, ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref(), "weight": 1.0}])
+    assert np.abs(px(plain) - px(zero)).max() <= 1
+    assert np.abs(px(plain) - px(one.images[0])).mean() > 2
+    assert "IP-Adapter 0" in parse_infotext(one.infotexts[0])
+    assert np.abs(px(gen(service).images[0]) - px(plain)).max() == 0  # no adapter left in the shared UNet
+
+
+def test_ip_adapter_together_with_controlnet(service):
+    cn_only = gen(service, units=[unit()]).images[0]
+    both = gen(service, units=[unit()], ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref()}]).images[0]
+    assert np.abs(px(cn_only) - px(both)).mean() > 2
+
+
+def test_ip_adapter_bad_input(service):
+    with pytest.raises(UserError, match="family"):
+        gen(service, model="xl", ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref()}])
+    with pytest.raises(UserError, match="not found"):
+        gen(service, ip_adapters=[{"model": "nope", "image": face_ref()}])
+    with pytest.raises(UserError, match="reference image"):
+        service.request({"ip_adapters": [{"model": "tiny-ip-sd1"}]})
+    assert gen(service, model="xl").images  # the SDXL UNet is untouched after the refusal

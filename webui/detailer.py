@@ -173,7 +173,7 @@ def engine_pass(engine, model, req, image: Image.Image, seed: int, job, warnings
             denoising_strength=options.denoising_strength, steps=options.steps or req.steps, mask_blur=0,
             inpainting_fill=1, inpaint_full_res=False, inpainting_mask_invert=False, resize_mode=0,
             enable_hr=False, face_detail=False, extra_params=(),
-            controlnet_units=(),  # the control maps are for the whole picture, not a face crop
+            controlnet_units=(), ip_adapters=(),  # the control maps are for the whole picture, not a face crop
         )
         sub_timings: dict = {}
         r = engine._generate(model, sub, job, sub_timings, measure=False)

@@ -38,7 +38,7 @@ from .request import GenerationRequest
 from .samplers import SchedulerFactory
 from .settings import Settings
 from .vae import VaeLibrary, is_automatic, load_vae
-from . import controlnet, detailer, hires, tasks
+from . import controlnet, detailer, hires, ipadapter, tasks
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class PipelineManager:
         self._contexts: list[RequestContext] = []  # innermost last; only touched under the lock
         self.previews = Previewer(settings.models_dir, settings.preview, self.device, self.dtype)
         self.controlnets = controlnet.ControlNetCache(settings.models_dir, self.device, self.dtype)
+        self.ipadapters = ipadapter.IPAdapterCache(settings.models_dir, self.device, self.dtype)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
         self._encoded: OrderedDict[tuple, object] = OrderedDict()  # prompt embeddings, LRU
         self._active: str | None = None
@@ -600,16 +601,18 @@ class PipelineManager:
                 generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
                 t = time.perf_counter()
                 with stage_peak(self.device, memory, "base"):
-                    latents = pipe(
-                        **tasks.pipeline_inputs(req, prepared, model),
-                        **control_args,
-                        **embeds,
-                        num_inference_steps=req.steps,
-                        guidance_scale=req.cfg_scale,
-                        generator=generators if len(generators) > 1 else generators[0],
-                        output_type="latent",
-                        callback_on_step_end=self._step_callback(job, model, req),
-                    ).images
+                    with ipadapter.applied(self.ipadapters, pipe, req.ip_adapters, model.pipe.unet.config) as ip_args:
+                        latents = pipe(
+                            **tasks.pipeline_inputs(req, prepared, model),
+                            **control_args,
+                            **ip_args,
+                            **embeds,
+                            num_inference_steps=req.steps,
+                            guidance_scale=req.cfg_scale,
+                            generator=generators if len(generators) > 1 else generators[0],
+                            output_type="latent",
+                            callback_on_step_end=self._step_callback(job, model, req),
+                        ).images
                     self._sync()
                     timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
                     if not (hires.wanted(req) and not job.stop_requested):  # else the hires pass decodes
@@ -629,6 +632,7 @@ class PipelineManager:
             for img, seed in zip(decoded, batch_seeds):
                 img = tasks.finish(img, prepared)  # paste inpaint result back over the original
                 extra = dict(control.params) if control else {}
+                extra.update({f"IP-Adapter {n}": a.infotext() for n, a in enumerate(req.ip_adapters)})
                 if req.face_detail and not job.interrupted:
                     with stage_peak(self.device, memory, "face detail"):
                         img, face = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)

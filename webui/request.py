@@ -20,6 +20,7 @@ from .settings import Limits
 from .detailer import face_fields_from_alwayson
 from .faces import ORDERS as FACE_ORDERS
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
+from .ipadapter import IPAdapterRef, parse_adapters
 from .hires import SAME_SAMPLER, SAME_SCHEDULER, check_request as check_hires_request
 
 TASKS = ("txt2img", "img2img", "inpaint")
@@ -86,6 +87,7 @@ class GenerationRequest:
     face_detail_height: int = 0
     # ControlNet units that are on (controlnet.py); images are left out of repr and equality.
     controlnet_units: tuple[ControlUnit, ...] = ()
+    ip_adapters: tuple[IPAdapterRef, ...] = ()  # reference images (ipadapter.py)
     save_images: bool = True
     # Extra infotext keys from outside the engine (preset name, translated prompt...).
     extra_params: tuple[tuple[str, str], ...] = ()
@@ -113,6 +115,9 @@ class GenerationRequest:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Image.Image) or f.name == "extra_params":
+                continue
+            if f.name == "ip_adapters":
+                out[f.name] = [{"model": a.model, "weight": a.weight} for a in v]
                 continue
             if f.name == "controlnet_units":
                 out[f.name] = [{k: x for k, x in dataclasses.asdict(u).items() if k != "image"} for u in v]
@@ -336,6 +341,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_width=_face_size(fields, "face_detail_width", lim.max_width),
         face_detail_height=_face_size(fields, "face_detail_height", lim.max_height),
         controlnet_units=parse_units(units, lim.max_upload_pixels),
+        ip_adapters=parse_adapters(fields.get("ip_adapters"), lim.max_upload_pixels),
         save_images=_as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )

@@ -1,0 +1,213 @@
+"""IP-Adapter: reference images that carry a face or a style into the generation.
+
+Adapters are files in ``models/ipadapter`` (``.safetensors`` with ``image_proj.*`` and
+``ip_adapter.*`` keys, or the original ``.bin``); their CLIP image encoder is the diffusers
+folder ``models/ipadapter/<adapter name>_image_encoder`` when present, else
+``models/ipadapter/image_encoder``. The adapter is loaded into the shared UNet for one request
+only and the UNet's attention processors are put back afterwards, so a request without
+reference images runs the plain UNet and costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .catalog import resolve_inside
+from .errors import UserError
+from .images import decode_base64_image
+
+FIELD = "ip_adapters"
+MAX_ADAPTERS = 3
+
+
+@dataclass(frozen=True)
+class IPAdapterRef:
+    model: str
+    image: Image.Image = field(repr=False, compare=False)
+    weight: float = 1.0
+
+    def infotext(self) -> str:
+        return f"Model: {self.model}, Weight: {self.weight:g}"
+
+
+def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapterRef, ...]:
+    if not raw:
+        return ()
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)):
+        raise UserError("ip_adapters must be a list of {model, image, weight}", field=FIELD)
+    out = []
+    for n, d in enumerate(raw):
+        if isinstance(d, IPAdapterRef):
+            out.append(d)
+            continue
+        if not isinstance(d, dict):
+            raise UserError(f"IP-Adapter {n}: expected an object with model, image and weight", field=FIELD)
+        if d.get("enabled") is False:
+            continue
+        model, image = d.get("model"), d.get("image")
+        if not isinstance(model, str) or not model.strip():
+            raise UserError(f"IP-Adapter {n}: choose an IP-Adapter model", field=FIELD)
+        if isinstance(image, str):
+            image = decode_base64_image(image, field=f"IP-Adapter {n} image")
+        elif isinstance(image, np.ndarray):
+            image = Image.fromarray(image.astype(np.uint8))
+        if not isinstance(image, Image.Image):
+            raise UserError(f"IP-Adapter {n}: a reference image is needed", field=FIELD)
+        if max_upload_pixels and image.width * image.height > max_upload_pixels:
+            raise UserError(f"IP-Adapter {n}: the reference image is {image.width}x{image.height}; the limit is "
+                            f"{max_upload_pixels} pixels", field=FIELD)
+        w = d.get("weight", 1.0)
+        try:
+            w = float(w)
+        except (TypeError, ValueError):
+            w = math.nan
+        if isinstance(d.get("weight"), bool) or not 0.0 <= w <= 2.0:
+            raise UserError(f"IP-Adapter {n}: weight must be between 0 and 2, got {d.get('weight')!r}", field=FIELD)
+        out.append(IPAdapterRef(model.strip(), image, w))
+    if len(out) > MAX_ADAPTERS:
+        raise UserError(f"at most {MAX_ADAPTERS} IP-Adapters at once; got {len(out)}", field=FIELD)
+    return tuple(out)
+
+
+def adapter_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / "ipadapter"
+
+
+def list_adapters(models_dir: Path) -> list[str]:
+    folder = adapter_dir(models_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+
+
+def _find(models_dir: Path, name: str) -> Path:
+    folder = adapter_dir(models_dir)
+    if folder.is_dir():
+        for candidate in (name, name + ".safetensors", name + ".bin"):
+            p = resolve_inside(folder, candidate, "IP-Adapter")
+            if p.is_file() and p.suffix in (".safetensors", ".bin"):
+                return p
+    raise UserError(f"IP-Adapter {name!r} not found: put its .safetensors (or .bin) in {folder}", field=FIELD)
+
+
+def read_state_dict(path: Path) -> dict:
+    """{"image_proj": {...}, "ip_adapter": {...}} from either file format."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            flat = load_file(str(path))
+            sd: dict = {"image_proj": {}, "ip_adapter": {}}
+            for k, v in flat.items():
+                head, _, rest = k.partition(".")
+                if head in sd:
+                    sd[head][rest] = v
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
+        raise UserError(f"IP-Adapter {path.name} cannot be read ({str(e)[:200]})", field=FIELD) from None
+    if not isinstance(sd, dict) or not sd.get("image_proj") or not sd.get("ip_adapter"):
+        raise UserError(f"{path.name} is not an IP-Adapter (no image_proj / ip_adapter weights)", field=FIELD)
+    return sd
+
+
+def check_family(name: str, sd: dict, unet_config) -> None:
+    k = sd["ip_adapter"].get("1.to_k_ip.weight")
+    cross = unet_config.get("cross_attention_dim")
+    if k is not None and k.shape[1] != cross:
+        raise UserError(f"IP-Adapter {name} is for a model with text width {k.shape[1]}, but this checkpoint's is "
+                        f"{cross} (SD 1.x: 768, SDXL: 2048); choose an IP-Adapter for this checkpoint's family",
+                        field=FIELD)
+
+
+class IPAdapterCache:
+    """Adapter state dicts and image encoders, kept on the device once loaded."""
+
+    def __init__(self, models_dir: Path, device: torch.device, dtype: torch.dtype, size: int = 4):
+        self.models_dir, self.device, self.dtype, self.size = Path(models_dir), device, dtype, size
+        self._items: OrderedDict[str, object] = OrderedDict()
+
+    def _keep(self, key: str, value):
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
+
+    def adapter(self, name: str) -> tuple[dict, Path]:
+        path = _find(self.models_dir, name)
+        key = f"adapter:{path}"
+        if key not in self._items:
+            sd = read_state_dict(path)
+            sd = {part: {k: v.to(self.device, self.dtype) for k, v in d.items()} for part, d in sd.items()}
+            self._keep(key, sd)
+        self._items.move_to_end(key)
+        return self._items[key], path
+
+    def encoder(self, adapter_path: Path):
+        from transformers import CLIPVisionModelWithProjection
+
+        folder = adapter_dir(self.models_dir)
+        own = folder / f"{adapter_path.stem}_image_encoder"
+        enc_dir = own if (own / "config.json").is_file() else folder / "image_encoder"
+        if not (enc_dir / "config.json").is_file():
+            raise UserError(f"IP-Adapter {adapter_path.stem} needs its CLIP image encoder: put the diffusers folder "
+                            f"(config.json + weights) at {folder / 'image_encoder'} or {own}", field=FIELD)
+        key = f"encoder:{enc_dir}"
+        if key not in self._items:
+            try:
+                enc = CLIPVisionModelWithProjection.from_pretrained(str(enc_dir), dtype=self.dtype)
+            except (OSError, ValueError) as e:
+                raise UserError(f"could not load the image encoder in {enc_dir}: {str(e)[:200]}", field=FIELD) from e
+            self._keep(key, enc.to(self.device).eval())
+        self._items.move_to_end(key)
+        return self._items[key]
+
+
+@contextlib.contextmanager
+def applied(cache: IPAdapterCache, pipe, refs, unet_config):
+    """Load the adapters into the pipeline's (shared) UNet for one call; yields the extra
+    pipeline arguments and puts the UNet back as it was afterwards, whatever happens."""
+    if not refs:
+        yield {}
+        return
+    from transformers import CLIPImageProcessor
+
+    loaded = [cache.adapter(r.model) for r in refs]
+    for r, (sd, _) in zip(refs, loaded):
+        check_family(r.model, sd, unet_config)
+    encoders = {id(e): e for e in (cache.encoder(path) for _, path in loaded)}
+    if len(encoders) > 1:
+        raise UserError("these IP-Adapters need different image encoders; use adapters that share one", field=FIELD)
+    encoder = next(iter(encoders.values()))
+    unet = pipe.unet
+    saved_procs = dict(unet.attn_processors)
+    saved_proj, saved_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
+    size = encoder.config.image_size
+    pipe.register_modules(image_encoder=encoder,
+                          feature_extractor=CLIPImageProcessor(size={"shortest_edge": size},
+                                                               crop_size={"height": size, "width": size}))
+    try:
+        try:
+            pipe.load_ip_adapter([sd for sd, _ in loaded], subfolder=[""] * len(refs), weight_name=[""] * len(refs),
+                                 image_encoder_folder=None)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise UserError(f"IP-Adapter does not fit this checkpoint or its image encoder: {str(e)[:200]}",
+                            field=FIELD) from e
+        pipe.set_ip_adapter_scale([r.weight for r in refs])
+        unet.to(cache.device)
+        yield {"ip_adapter_image": [r.image.convert("RGB") for r in refs]}
+    finally:
+        unet.set_attn_processor(saved_procs)
+        unet.encoder_hid_proj = saved_proj
+        unet.config.encoder_hid_dim_type = saved_type
