@@ -251,6 +251,7 @@ def test_txt2img_endpoint_takes_a_pose_unit(service):
                                      controlnet_0_model="tiny-cn", controlnet_0_weight=0.7,
                                      api_name="/txt2img")
         assert "ControlNet 0" in info and "Pose: walking" in info and "Weight: 0.7" in info
+        assert "IP-Adapter" not in info and "ip_adapter_model" in params
     finally:
         demo.close()
 

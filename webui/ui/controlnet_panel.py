@@ -1,6 +1,6 @@
 """The ControlNet accordion shared by the generation tabs: up to three units, each with a
 control image upload or a pose from the library (thumbnails), preprocessor, model, weight,
-start/end and control mode. Its widgets become extra named parameters of the tab's API
+start/end and control mode; and one IP-Adapter reference image. Its widgets become extra named parameters of the tab's API
 endpoint (`controlnet_0_enabled`, `controlnet_0_image`, ...)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import inspect
 
 import gradio as gr
 
-from .. import controlnet, poses
+from .. import controlnet, ipadapter, poses
 from .common import PRIVATE
 
 UNIT_FIELDS = ("enabled", "image", "pose", "module", "model", "weight", "guidance_start", "guidance_end",
@@ -76,7 +76,23 @@ def controlnet_accordion(tab: str, service) -> dict:
                                   None, w["model"], **PRIVATE)
                     for f in UNIT_FIELDS:
                         out[f"controlnet_{n}_{f}"] = w[f]
+    with gr.Accordion("IP-Adapter (reference image)", open=False, elem_id=f"{tab}_ipadapter"):
+        with gr.Row():
+            out["ip_adapter_image"] = gr.Image(type="pil", label="Reference face or style", height=200,
+                                               sources=["upload", "clipboard"], elem_id=f"{tab}_ip_image")
+            with gr.Column():
+                out["ip_adapter_model"] = gr.Dropdown(["None"] + ipadapter.list_adapters(models_dir), value="None",
+                                                      label="IP-Adapter model", elem_id=f"{tab}_ip_model")
+                out["ip_adapter_weight"] = gr.Slider(0, 2, value=0.7, step=0.05, label="Weight",
+                                                     elem_id=f"{tab}_ip_weight")
     return out
+
+
+def adapters_from_values(values: dict) -> list[dict]:
+    model, image = values.get("ip_adapter_model"), values.get("ip_adapter_image")
+    if not model or model == "None" or image is None:
+        return []
+    return [{"model": model, "image": image, "weight": values.get("ip_adapter_weight", 0.7)}]
 
 
 def units_from_values(values: dict) -> list[dict]:
@@ -92,10 +108,10 @@ def units_from_values(values: dict) -> list[dict]:
 
 def with_controlnet(fn, names: list[str]):
     """`fn` with the accordion's widgets as extra named parameters (before `request` and
-    `progress`); their values reach `fn` as `controlnet_units=[...]`."""
+    `progress`); their values reach `fn` as `controlnet_units=[...]` and `ip_adapters=[...]`."""
     sig = inspect.signature(fn)
     tail = [p for p in sig.parameters.values() if p.name in ("request", "progress")]
-    head = [p for p in sig.parameters.values() if p.name not in ("request", "progress", "controlnet_units")]
+    head = [p for p in sig.parameters.values() if p.name not in ("request", "progress", "controlnet_units", "ip_adapters")]
     extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
     new_sig = sig.replace(parameters=head + extra + tail)
 
@@ -104,7 +120,7 @@ def with_controlnet(fn, names: list[str]):
         bound.apply_defaults()
         values = dict(bound.arguments)
         cn = {n: values.pop(n) for n in names}
-        return {**values, "controlnet_units": units_from_values(cn)}
+        return {**values, "controlnet_units": units_from_values(cn), "ip_adapters": adapters_from_values(cn)}
 
     if inspect.isgeneratorfunction(fn):  # gradio streams progress from generator handlers
         def wrapper(*args, **kwargs):

@@ -50,6 +50,7 @@ def build(service, shared) -> Controls:
                 styles: list[str] | None = None, preset: str | None = None, translated_prompt: str | None = None,
                 translated_negative_prompt: str | None = None, translated_from: dict | None = None,
                 clip_skip: int = 1, sd_vae: str = "Automatic", controlnet_units: list | None = None,
+                ip_adapters: list | None = None,
                 request: gr.Request = None, progress=gr.Progress()):
         """Generate images from a prompt, optionally with hires fix, a face detail pass and
         ControlNet units (the `controlnet_<n>_<field>` parameters).
@@ -63,7 +64,7 @@ def build(service, shared) -> Controls:
                       batch_size=batch_size, n_iter=n_iter, sd_model_checkpoint=sd_model_checkpoint or None,
                       clip_skip=clip_skip, sd_vae=sd_vae or "Automatic",
                       styles=list(styles or []), preset=preset, controlnet_units=controlnet_units or [],
-                      **quality)
+                      ip_adapters=ip_adapters or [], **quality)
         if translated_from is None:  # an API caller: their English is for this prompt
             translated_from = {"prompt": prompt or "", "negative": negative_prompt or ""}
         fields.update(presets_panel.translation_fields(prompt, negative_prompt, translated_prompt,
