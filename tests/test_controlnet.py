@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -225,33 +226,50 @@ def test_alwayson_scripts_args_as_the_a1111_extension_sends_them(service):
     assert u.image.size == (64, 64)
 
 
-def test_txt2img_endpoint_takes_a_pose_unit(service):
+def test_txt2img_endpoint_and_rest_api_take_units(service):
+    import httpx
     from gradio_client import Client
 
-    from webui.ui import build_ui
+    from webui.ui import build_ui, launch_kwargs
 
-    import socket
-
-    with socket.socket() as sock:  # a free port: other test runs may hold gradio's default
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     demo = build_ui(service)
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    demo.queue(default_concurrency_limit=1)
+    kwargs = launch_kwargs(service)
+    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)  # None: a free port
+    _, url, _ = demo.launch(**kwargs)
     try:
-        client = Client(demo.local_url, verbose=False)
+        client = Client(url, verbose=False)
         params = [p["parameter_name"] for p in
                   client.view_api(return_format="dict")["named_endpoints"]["/txt2img"]["parameters"]]
-        assert "controlnet_0_model" in params and "controlnet_2_pose" in params
+        assert "controlnet_0_model" in params and "controlnet_2_pose" in params and "ip_adapter_model" in params
         required = {p: "" for p in params if p.endswith("prompt")}
         alpha = next(t for t in service.checkpoint_titles() if t.startswith("alpha"))
         _, info, *_ = client.predict(**{**required, "prompt": "portrait"}, steps=2, width=64, height=64, seed=5,
-                                     sampler_name="Euler",
-                                     sd_model_checkpoint=alpha,
+                                     sampler_name="Euler", sd_model_checkpoint=alpha,
                                      controlnet_0_enabled=True, controlnet_0_pose="walking",
                                      controlnet_0_model="tiny-cn", controlnet_0_weight=0.7,
                                      api_name="/txt2img")
         assert "ControlNet 0" in info and "Pose: walking" in info and "Weight: 0.7" in info
-        assert "IP-Adapter" not in info and "ip_adapter_model" in params
+        assert "IP-Adapter" not in info
+
+        buf = io.BytesIO()
+        edges_image().save(buf, "PNG")
+        png = base64.b64encode(buf.getvalue()).decode()
+        body = dict(prompt="portrait", steps=2, width=64, height=64, seed=5, sampler_name="Euler",
+                    override_settings={"sd_model_checkpoint": "alpha"},
+                    alwayson_scripts={"controlnet": {"args": [
+                        {"enabled": True, "image": png, "module": "canny", "model": "tiny-cn", "weight": 0.9,
+                         "guidance_start": 0.0, "guidance_end": 1.0, "resize_mode": 1, "control_mode": 0,
+                         "processor_res": -1, "threshold_a": -1, "threshold_b": -1},
+                        {"enabled": False, "image": None, "model": "None"}]}},
+                    ip_adapters=[{"model": "tiny-ip-sd1", "image": png, "weight": 0.5}])
+        r = httpx.post(url.rstrip("/") + "/sdapi/v1/txt2img", json=body, timeout=300)
+        assert r.status_code == 200, r.text
+        text = json.loads(r.json()["info"])["infotexts"][0]
+        assert "ControlNet 0" in text and "Module: canny" in text and "IP-Adapter 0" in text
+        body["alwayson_scripts"]["controlnet"]["args"][0]["model"] = "tiny-cn-xl"  # wrong family: a 4xx
+        bad = httpx.post(url.rstrip("/") + "/sdapi/v1/txt2img", json=body, timeout=300)
+        assert 400 <= bad.status_code < 500 and "family" in bad.text
     finally:
         demo.close()
 
@@ -303,3 +321,13 @@ def test_ip_adapter_bad_input(service):
     with pytest.raises(UserError, match="reference image"):
         service.request({"ip_adapters": [{"model": "tiny-ip-sd1"}]})
     assert gen(service, model="xl").images  # the SDXL UNet is untouched after the refusal
+
+
+def test_requests_with_units_never_share_a_batch(service):
+    from webui.gpu_queue import batch_key
+
+    plain = service.request(dict(prompt="a", width=64, height=64))
+    assert batch_key(plain) is not None
+    assert batch_key(service.request(dict(prompt="a", width=64, height=64, controlnet_units=[unit()]))) is None
+    assert batch_key(service.request(dict(prompt="a", width=64, height=64,
+                                          ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref()}]))) is None

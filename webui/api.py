@@ -91,7 +91,10 @@ class Txt2ImgBody(BaseModel):
     force_task_id: str | None = Field(None, description="job id to poll /progress with")
     send_images: bool = True
     save_images: bool = Field(False, description="also save into the outputs folder (A1111 API default: no)")
-    alwayson_scripts: dict[str, Any] | None = None
+    alwayson_scripts: dict[str, Any] | None = Field(
+        None, description="ADetailer args; controlnet.args as the A1111 ControlNet extension takes them")
+    ip_adapters: list[dict[str, Any]] | None = Field(
+        None, description="IP-Adapter reference images: [{model, image (base64), weight}]")
 
 
 class Img2ImgBody(Txt2ImgBody):

@@ -33,6 +33,8 @@ def batch_key(req: GenerationRequest) -> tuple | None:
     """
     if req.task != "txt2img" or req.n_iter != 1 or req.enable_hr or req.subseed_strength or req.face_detail:
         return None
+    if req.controlnet_units or req.ip_adapters:  # per-request control maps and adapters: run alone
+        return None
     loras = tuple(sorted((m.group(1).strip(), (m.group(2) or "1").strip()) for m in _LORA.finditer(req.prompt)))
     return (req.sd_model_checkpoint, req.sd_vae, req.width, req.height, req.steps, req.sampler_name,
             req.scheduler, req.cfg_scale, req.clip_skip, loras)

@@ -1,7 +1,7 @@
 """The ControlNet accordion shared by the generation tabs: up to three units, each with a
 control image upload or a pose from the library (thumbnails), preprocessor, model, weight,
-start/end and control mode; and one IP-Adapter reference image. Its widgets become extra named parameters of the tab's API
-endpoint (`controlnet_0_enabled`, `controlnet_0_image`, ...)."""
+start/end and control mode; and one IP-Adapter reference image. Its widgets become extra
+named parameters of the tab's API endpoint (`controlnet_0_enabled`, `controlnet_0_image`, ...)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,8 @@ def with_controlnet(fn, names: list[str]):
     `progress`); their values reach `fn` as `controlnet_units=[...]` and `ip_adapters=[...]`."""
     sig = inspect.signature(fn)
     tail = [p for p in sig.parameters.values() if p.name in ("request", "progress")]
-    head = [p for p in sig.parameters.values() if p.name not in ("request", "progress", "controlnet_units", "ip_adapters")]
+    own = ("request", "progress", "controlnet_units", "ip_adapters")
+    head = [p for p in sig.parameters.values() if p.name not in own]
     extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
     new_sig = sig.replace(parameters=head + extra + tail)
 
