@@ -550,3 +550,15 @@ def test_symlinks_out_of_lora_vae_and_outputs_folders_are_not_listed_or_served(t
     assert LoraLibrary(lora_dir).find("escape") is None
     assert VaeLibrary(vae_dir).list() == []
     assert [p.name for p in images_of_date(tmp_path / "outputs", "2026-01-02")] == ["00000-1.png"]
+
+
+def test_out_of_memory_in_a_later_batch_keeps_the_finished_images(service, clean):
+    import torch
+    # n_iter 2 with 3 steps: the UNet's 4th call is the first step of the second batch.
+    service.manager.inject_unet_fault(torch.OutOfMemoryError("CUDA out of memory (injected)"), after_calls=3)
+    r = service.generate(service.request(fields(n_iter=2)))
+    assert len(r.images) == 1 and len(r.paths) == 1  # the first batch's image, saved
+    assert np.array_equal(px(r.images[0]), px(clean))
+    assert any("ran out of memory" in w and "Kept the 1 image" in w for w in r.warnings)
+    again = service.generate(service.request(fields(save_images=False)))
+    assert np.array_equal(px(again.images[0]), px(clean))

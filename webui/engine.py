@@ -578,68 +578,79 @@ class PipelineManager:
         done_seeds: list[int] = []
         control = controlnet.prepare_control(self.controlnets, req.controlnet_units, model.pipe.unet.config,
                                              prepared, self.catalog.hashes)
-        for b in range(req.n_iter):
-            if job.interrupted:
-                break
-            if b and req.face_detail:
-                self._activate_loras(model, req, [])  # the face pass may have activated its own set
-            batch_seeds = seeds[b * req.batch_size:(b + 1) * req.batch_size]
-            job.start_batch(b, req.n_iter)
-            if tasks.skip_denoise(req):
-                decoded = [prepared.image] * len(batch_seeds)
-            else:
-                scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
-                warnings += [n for n in notes if n not in warnings]
-                pipe = tasks.task_pipeline(model, prepared, scheduler, vae=self.request_vae(model),
-                                           controlnet=control.net if control else None)
-                control_args = controlnet.pipeline_kwargs(pipe.__class__.__name__, req.controlnet_units,
-                                                          control.images, warnings) if control else {}
-                t = time.perf_counter()
-                embeds = self.embeds(model, pipe, req.prompt, req.negative_prompt, len(batch_seeds), req.clip_skip,
-                                     warnings)
-                timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
-                generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
-                t = time.perf_counter()
-                with stage_peak(self.device, memory, "base"):
-                    with ipadapter.applied(self.ipadapters, pipe, req.ip_adapters, model.pipe.unet.config) as ip_args:
-                        latents = pipe(
-                            **tasks.pipeline_inputs(req, prepared, model),
-                            **control_args,
-                            **ip_args,
-                            **embeds,
-                            num_inference_steps=req.steps,
-                            guidance_scale=req.cfg_scale,
-                            generator=generators if len(generators) > 1 else generators[0],
-                            output_type="latent",
-                            callback_on_step_end=self._step_callback(job, model, req),
-                        ).images
-                    self._sync()
-                    timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
-                    if not (hires.wanted(req) and not job.stop_requested):  # else the hires pass decodes
-                        t = time.perf_counter()
-                        decoded = self.decode(model, latents, warnings)
+        out_of_memory = False
+        try:
+            for b in range(req.n_iter):
+                if job.interrupted:
+                    break
+                if b and req.face_detail:
+                    self._activate_loras(model, req, [])  # the face pass may have activated its own set
+                batch_seeds = seeds[b * req.batch_size:(b + 1) * req.batch_size]
+                job.start_batch(b, req.n_iter)
+                if tasks.skip_denoise(req):
+                    decoded = [prepared.image] * len(batch_seeds)
+                else:
+                    scheduler, notes = self.schedulers.build(scheduler_cfg, req.sampler_name, req.scheduler)
+                    warnings += [n for n in notes if n not in warnings]
+                    pipe = tasks.task_pipeline(model, prepared, scheduler, vae=self.request_vae(model),
+                                               controlnet=control.net if control else None)
+                    control_args = controlnet.pipeline_kwargs(pipe.__class__.__name__, req.controlnet_units,
+                                                              control.images, warnings) if control else {}
+                    t = time.perf_counter()
+                    embeds = self.embeds(model, pipe, req.prompt, req.negative_prompt, len(batch_seeds), req.clip_skip,
+                                         warnings)
+                    timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
+                    generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+                    t = time.perf_counter()
+                    with stage_peak(self.device, memory, "base"):
+                        with ipadapter.applied(self.ipadapters, pipe, req.ip_adapters, model.pipe.unet.config) as ip_args:
+                            latents = pipe(
+                                **tasks.pipeline_inputs(req, prepared, model),
+                                **control_args,
+                                **ip_args,
+                                **embeds,
+                                num_inference_steps=req.steps,
+                                guidance_scale=req.cfg_scale,
+                                generator=generators if len(generators) > 1 else generators[0],
+                                output_type="latent",
+                                callback_on_step_end=self._step_callback(job, model, req),
+                            ).images
                         self._sync()
-                        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
-                if hires.wanted(req) and not job.stop_requested:
-                    with stage_peak(self.device, memory, "hires"):
-                        decoded = hires.second_pass(self, model, req, latents, batch_seeds, embeds, job,
-                                                    warnings, timings)
-            if job.cut_short and not job.interrupted:
-                continue  # Skip: this batch's unfinished pictures are dropped, the next batch starts
-            # Interrupt keeps the picture it stopped (the sampler's denoised estimate where it has one),
-            # marked in its infotext, since the seed alone no longer reproduces it.
-            stopped = {"Interrupted at step": f"{job.step}/{job.total_steps}"} if job.cut_short else {}
-            for img, seed in zip(decoded, batch_seeds):
-                img = tasks.finish(img, prepared)  # paste inpaint result back over the original
-                extra = dict(control.params) if control else {}
-                extra.update({f"IP-Adapter {n}": a.infotext() for n, a in enumerate(req.ip_adapters)})
-                if req.face_detail and not job.interrupted:
-                    with stage_peak(self.device, memory, "face detail"):
-                        img, face = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
-                        extra.update(face)
-                images.append(img)
-                done_seeds.append(seed)
-                infotexts.append(self.infotext(req, model, seed, {**ctx.extra, **extra, **stopped}))
+                        timings["denoise"] = timings.get("denoise", 0.0) + time.perf_counter() - t
+                        if not (hires.wanted(req) and not job.stop_requested):  # else the hires pass decodes
+                            t = time.perf_counter()
+                            decoded = self.decode(model, latents, warnings)
+                            self._sync()
+                            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
+                    if hires.wanted(req) and not job.stop_requested:
+                        with stage_peak(self.device, memory, "hires"):
+                            decoded = hires.second_pass(self, model, req, latents, batch_seeds, embeds, job,
+                                                        warnings, timings)
+                if job.cut_short and not job.interrupted:
+                    continue  # Skip: this batch's unfinished pictures are dropped, the next batch starts
+                # Interrupt keeps the picture it stopped (the sampler's denoised estimate where it has one),
+                # marked in its infotext, since the seed alone no longer reproduces it.
+                stopped = {"Interrupted at step": f"{job.step}/{job.total_steps}"} if job.cut_short else {}
+                for img, seed in zip(decoded, batch_seeds):
+                    img = tasks.finish(img, prepared)  # paste inpaint result back over the original
+                    extra = dict(control.params) if control else {}
+                    extra.update({f"IP-Adapter {n}": a.infotext() for n, a in enumerate(req.ip_adapters)})
+                    if req.face_detail and not job.interrupted:
+                        with stage_peak(self.device, memory, "face detail"):
+                            img, face = detailer.engine_pass(self, model, req, img, seed, job, warnings, timings)
+                            extra.update(face)
+                    images.append(img)
+                    done_seeds.append(seed)
+                    infotexts.append(self.infotext(req, model, seed, {**ctx.extra, **extra, **stopped}))
+        except torch.OutOfMemoryError:
+            if not images:
+                raise  # nothing finished yet: generate() reports it
+            out_of_memory = True  # handled below, once the traceback (and its tensors) is gone
+        if out_of_memory:
+            # Never lose finished pictures: keep them and say what to lower for the rest.
+            self.free_memory()
+            warnings.append(self._out_of_memory_message(req).replace("; memory has been freed, so try again.", "")
+                            + f". Kept the {len(images)} image(s) finished before it.")
         timings["total"] = sum(v for k, v in timings.items())
         return GenerationResult(req, images, done_seeds, infotexts, model.ckpt.name, model.model_hash,
                                 warnings, timings, memory=memory or {}, interrupted=job.interrupted)
