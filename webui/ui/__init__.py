@@ -37,8 +37,8 @@ def build_ui(service) -> gr.Blocks:
         with gr.Row(equal_height=True):
             checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title(),
                                      label=t("checkpoint"), elem_id="sd_checkpoint", scale=6)
-            sd_vae = gr.Dropdown(service.manager.vaes.names(), value="Automatic", label="SD VAE", elem_id="sd_vae",
-                                 scale=3, info="Automatic: the checkpoint's own VAE")
+            sd_vae = gr.Dropdown(service.manager.vaes.names(), value="Automatic", label=t("sd_vae"), elem_id="sd_vae",
+                                 scale=3, info=t("sd_vae_info"))
             refresh = gr.Button("🔄", elem_id="refresh_checkpoints", scale=0, min_width=48)
 
         def refresh_list(vae):

@@ -76,8 +76,8 @@ def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
     The txt2img pair is also the API endpoints /interrupt and /skip (scoped to the client's
     session the same way)."""
     with gr.Row():
-        interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", size="sm", min_width=60)
-        skip = gr.Button("Skip", elem_id=f"{tab}_skip", size="sm", min_width=60)
+        interrupt = gr.Button(t("interrupt"), elem_id=f"{tab}_interrupt", size="sm", min_width=60)
+        skip = gr.Button(t("skip"), elem_id=f"{tab}_skip", size="sm", min_width=60)
 
     def do_interrupt(request: gr.Request):
         """Stop this session's generation now; finished images are kept."""
@@ -128,27 +128,27 @@ def hires_controls(tab: str, service) -> dict:
     from ..upscalers import list_upscalers
 
     limits = service.settings.limits
-    with gr.Accordion("Hires fix", open=False, elem_id=f"{tab}_hires"):
-        enable = gr.Checkbox(False, label="Enable hires fix", elem_id=f"{tab}_enable_hr")
+    with gr.Accordion(t("hires_fix_title"), open=False, elem_id=f"{tab}_hires"):
+        enable = gr.Checkbox(False, label=t("hires_fix_enable"), elem_id=f"{tab}_enable_hr")
         with gr.Row():
-            upscaler = gr.Dropdown(list_upscalers(service.settings.models_dir), value="Latent", label="Upscaler",
+            upscaler = gr.Dropdown(list_upscalers(service.settings.models_dir), value="Latent", label=t("hr_upscaler"),
                                    elem_id=f"{tab}_hr_upscaler")
-            steps = gr.Slider(0, limits.max_steps, value=0, step=1, label="Hires steps (0 = same as sampling steps)",
+            steps = gr.Slider(0, limits.max_steps, value=0, step=1, label=t("hires_steps_label"),
                               elem_id=f"{tab}_hires_steps")
-            denoise = gr.Slider(0, 1, value=0.7, step=0.01, label="Denoising strength", elem_id=f"{tab}_denoising")
+            denoise = gr.Slider(0, 1, value=0.7, step=0.01, label=t("denoising_strength"), elem_id=f"{tab}_denoising")
         with gr.Row():
-            scale = gr.Slider(1, 4, value=2, step=0.05, label="Upscale by", elem_id=f"{tab}_hr_scale")
-            resize_x = gr.Slider(0, limits.max_width, value=0, step=8, label="Resize width to (0 = by factor)",
+            scale = gr.Slider(1, 4, value=2, step=0.05, label=t("hr_scale"), elem_id=f"{tab}_hr_scale")
+            resize_x = gr.Slider(0, limits.max_width, value=0, step=8, label=t("hires_resize_x_label"),
                                  elem_id=f"{tab}_hr_resize_x")
-            resize_y = gr.Slider(0, limits.max_height, value=0, step=8, label="Resize height to (0 = by factor)",
+            resize_y = gr.Slider(0, limits.max_height, value=0, step=8, label=t("hires_resize_y_label"),
                                  elem_id=f"{tab}_hr_resize_y")
         with gr.Row():
-            sampler = gr.Dropdown([SAME_SAMPLER] + AVAILABLE_SAMPLERS, value=SAME_SAMPLER, label="Hires sampling method",
+            sampler = gr.Dropdown([SAME_SAMPLER] + AVAILABLE_SAMPLERS, value=SAME_SAMPLER, label=t("hires_sampler"),
                                   elem_id=f"{tab}_hr_sampler")
             schedule = gr.Dropdown([SAME_SCHEDULER] + list(SCHEDULE_TYPES), value=SAME_SCHEDULER,
-                                   label="Hires schedule type", elem_id=f"{tab}_hr_scheduler")
-        hr_prompt = gr.Textbox("", label="Hires prompt (empty = same as prompt)", lines=1, elem_id=f"{tab}_hr_prompt")
-        hr_negative = gr.Textbox("", label="Hires negative prompt (empty = same)", lines=1, elem_id=f"{tab}_hr_neg_prompt")
+                                   label=t("hires_scheduler"), elem_id=f"{tab}_hr_scheduler")
+        hr_prompt = gr.Textbox("", label=t("hires_prompt"), lines=1, elem_id=f"{tab}_hr_prompt")
+        hr_negative = gr.Textbox("", label=t("hires_negative_prompt"), lines=1, elem_id=f"{tab}_hr_neg_prompt")
     return dict(enable_hr=enable, hr_upscaler=upscaler, hr_second_pass_steps=steps, denoising_strength=denoise,
                 hr_scale=scale, hr_resize_x=resize_x, hr_resize_y=resize_y, hr_sampler_name=sampler,
                 hr_scheduler=schedule, hr_prompt=hr_prompt, hr_negative_prompt=hr_negative)
@@ -162,22 +162,22 @@ def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
     def body():
         enable = None
         if not standalone:
-            enable = gr.Checkbox(False, label="Detail faces after generating", elem_id=f"{tab}_face_detail")
-        prompt = gr.Textbox("", label="Face prompt (empty = main prompt; [SEP] = one per face, [PROMPT] = main prompt)",
+            enable = gr.Checkbox(False, label=t("face_detail_after"), elem_id=f"{tab}_face_detail")
+        prompt = gr.Textbox("", label=t("face_detail_prompt_label"),
                             lines=2, elem_id=f"{tab}_face_prompt")
-        negative = gr.Textbox("", label="Face negative prompt (empty = main)", lines=1, elem_id=f"{tab}_face_neg_prompt")
+        negative = gr.Textbox("", label=t("face_detail_negative_label"), lines=1, elem_id=f"{tab}_face_neg_prompt")
         with gr.Row():
-            denoise = gr.Slider(0, 1, value=0.4, step=0.01, label="Face denoising strength",
+            denoise = gr.Slider(0, 1, value=0.4, step=0.01, label=t("face_detail_denoising_strength"),
                                 elem_id=f"{tab}_face_denoising")
-            max_faces = gr.Slider(0, 16, value=4, step=1, label="Max faces (0 = all)", elem_id=f"{tab}_face_max")
-            confidence = gr.Slider(0, 1, value=0.3, step=0.01, label="Detection confidence",
+            max_faces = gr.Slider(0, 16, value=4, step=1, label=t("face_detail_max_faces"), elem_id=f"{tab}_face_max")
+            confidence = gr.Slider(0, 1, value=0.3, step=0.01, label=t("face_detail_confidence"),
                                    elem_id=f"{tab}_face_confidence")
         with gr.Row():
-            padding = gr.Slider(0, 256, value=32, step=4, label="Crop padding (px)", elem_id=f"{tab}_face_padding")
-            blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px)", elem_id=f"{tab}_face_blur")
-            detector = gr.Dropdown(list_detectors(service.settings.models_dir), value="haar", label="Face detector",
+            padding = gr.Slider(0, 256, value=32, step=4, label=t("face_detail_crop_padding"), elem_id=f"{tab}_face_padding")
+            blur = gr.Slider(0, 64, value=4, step=1, label=t("face_detail_mask_blur_px"), elem_id=f"{tab}_face_blur")
+            detector = gr.Dropdown(list_detectors(service.settings.models_dir), value="haar", label=t("face_detail_detector"),
                                    elem_id=f"{tab}_face_detector")
-            order = gr.Dropdown(list(ORDERS), value="largest", label="Face order", elem_id=f"{tab}_face_order")
+            order = gr.Dropdown(list(ORDERS), value="largest", label=t("face_detail_order"), elem_id=f"{tab}_face_order")
         out = dict(face_detail_prompt=prompt, face_detail_negative_prompt=negative,
                    face_detail_denoising_strength=denoise, face_detail_max_faces=max_faces,
                    face_detail_confidence=confidence, face_detail_padding=padding, face_detail_blur=blur,
@@ -186,7 +186,7 @@ def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
 
     if standalone:
         return body()
-    with gr.Accordion("Face detail", open=False, elem_id=f"{tab}_face_detail_accordion"):
+    with gr.Accordion(t("face_detail"), open=False, elem_id=f"{tab}_face_detail_accordion"):
         return body()
 
 

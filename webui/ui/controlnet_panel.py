@@ -10,6 +10,7 @@ import inspect
 import gradio as gr
 
 from .. import controlnet, ipadapter, poses
+from ..i18n import t
 from .common import PRIVATE
 
 UNIT_FIELDS = ("enabled", "image", "pose", "module", "model", "weight", "guidance_start", "guidance_end",
@@ -30,39 +31,39 @@ def controlnet_accordion(tab: str, service) -> dict:
         logging.getLogger(__name__).warning("pose library: %s", p)
     keys = list(library)
     out: dict = {}
-    with gr.Accordion("ControlNet", open=False, elem_id=f"{tab}_controlnet"):
+    with gr.Accordion(t("controlnet_title"), open=False, elem_id=f"{tab}_controlnet"):
         with gr.Tabs():
             for n in range(controlnet.MAX_UNITS):
                 with gr.Tab(f"Unit {n}"):
                     w = {}
-                    w["enabled"] = gr.Checkbox(False, label="Enable", elem_id=f"{tab}_cn{n}_enabled")
+                    w["enabled"] = gr.Checkbox(False, label=t("controlnet_enable"), elem_id=f"{tab}_cn{n}_enabled")
                     with gr.Row():
-                        w["image"] = gr.Image(type="pil", label="Control image (a ready map works as is)",
+                        w["image"] = gr.Image(type="pil", label=t("controlnet_image"),
                                               sources=["upload", "clipboard"], height=220,
                                               elem_id=f"{tab}_cn{n}_image")
                         with gr.Column():
-                            w["pose"] = gr.Dropdown([""] + keys, value="", label="Pose (used when no image)",
+                            w["pose"] = gr.Dropdown([""] + keys, value="", label=t("controlnet_pose"),
                                                     elem_id=f"{tab}_cn{n}_pose")
-                            preview = gr.Image(label="Pose preview", interactive=False, height=160)
-                    thumbs = gr.Gallery(_thumbnails(library), label="Pose library", columns=6, height=170,
+                            preview = gr.Image(label=t("controlnet_pose_preview"), interactive=False, height=160)
+                    thumbs = gr.Gallery(_thumbnails(library), label=t("controlnet_pose_library"), columns=6, height=170,
                                         allow_preview=False, object_fit="contain", elem_id=f"{tab}_cn{n}_poses")
                     with gr.Row():
-                        w["module"] = gr.Dropdown(list(controlnet.MODULES), value="none", label="Preprocessor",
+                        w["module"] = gr.Dropdown(list(controlnet.MODULES), value="none", label=t("controlnet_preprocessor"),
                                                   elem_id=f"{tab}_cn{n}_module")
                         w["model"] = gr.Dropdown(["None"] + controlnet.list_models(models_dir), value="None",
-                                                 label="Model", elem_id=f"{tab}_cn{n}_model", scale=3)
+                                                 label=t("controlnet_model"), elem_id=f"{tab}_cn{n}_model", scale=3)
                         refresh = gr.Button("🔄", scale=0, min_width=48)
                     with gr.Row():
-                        w["weight"] = gr.Slider(0, 2, value=1, step=0.05, label="Control weight")
-                        w["guidance_start"] = gr.Slider(0, 1, value=0, step=0.01, label="Starting control step")
-                        w["guidance_end"] = gr.Slider(0, 1, value=1, step=0.01, label="Ending control step")
+                        w["weight"] = gr.Slider(0, 2, value=1, step=0.05, label=t("controlnet_weight"))
+                        w["guidance_start"] = gr.Slider(0, 1, value=0, step=0.01, label=t("controlnet_guidance_start"))
+                        w["guidance_end"] = gr.Slider(0, 1, value=1, step=0.01, label=t("controlnet_guidance_end"))
                     w["control_mode"] = gr.Radio(list(controlnet.CONTROL_MODES), value=controlnet.CONTROL_MODES[0],
-                                                 label="Control mode")
+                                                 label=t("controlnet_control_mode"))
                     w["resize_mode"] = gr.Radio(list(controlnet.RESIZE_MODES), value=controlnet.RESIZE_MODES[1],
-                                                label="Resize mode")
+                                                label=t("resize_mode"))
                     with gr.Row():
-                        w["threshold_a"] = gr.Slider(0, 255, value=100, step=1, label="Canny low threshold")
-                        w["threshold_b"] = gr.Slider(0, 255, value=200, step=1, label="Canny high threshold")
+                        w["threshold_a"] = gr.Slider(0, 255, value=100, step=1, label=t("controlnet_canny_low"))
+                        w["threshold_b"] = gr.Slider(0, 255, value=200, step=1, label=t("controlnet_canny_high"))
 
                     def pick(evt: gr.SelectData):
                         return keys[evt.index] if 0 <= evt.index < len(keys) else ""
@@ -76,14 +77,14 @@ def controlnet_accordion(tab: str, service) -> dict:
                                   None, w["model"], **PRIVATE)
                     for f in UNIT_FIELDS:
                         out[f"controlnet_{n}_{f}"] = w[f]
-    with gr.Accordion("IP-Adapter (reference image)", open=False, elem_id=f"{tab}_ipadapter"):
+    with gr.Accordion(t("ip_adapter_title"), open=False, elem_id=f"{tab}_ipadapter"):
         with gr.Row():
-            out["ip_adapter_image"] = gr.Image(type="pil", label="Reference face or style", height=200,
+            out["ip_adapter_image"] = gr.Image(type="pil", label=t("ip_adapter_image"), height=200,
                                                sources=["upload", "clipboard"], elem_id=f"{tab}_ip_image")
             with gr.Column():
                 out["ip_adapter_model"] = gr.Dropdown(["None"] + ipadapter.list_adapters(models_dir), value="None",
-                                                      label="IP-Adapter model", elem_id=f"{tab}_ip_model")
-                out["ip_adapter_weight"] = gr.Slider(0, 2, value=0.7, step=0.05, label="Weight",
+                                                      label=t("ip_adapter_model"), elem_id=f"{tab}_ip_model")
+                out["ip_adapter_weight"] = gr.Slider(0, 2, value=0.7, step=0.05, label=t("ip_adapter_weight"),
                                                      elem_id=f"{tab}_ip_weight")
     return out
 

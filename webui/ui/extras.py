@@ -12,6 +12,7 @@ from ..errors import UserError
 from ..images import open_upload
 from ..request import MAX_SEED
 from ..upscalers import list_upscalers
+from ..i18n import t
 from .common import GPU, PRIVATE, face_detail_controls
 
 log = logging.getLogger(__name__)
@@ -33,39 +34,39 @@ def build(service, shared):
     models_dir = service.settings.models_dir
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(type="filepath", label="Source image", sources=["upload", "clipboard"],
+            image = gr.Image(type="filepath", label=t("input_image"), sources=["upload", "clipboard"],
                              elem_id="extras_image", height=420)
             with gr.Tabs():
-                with gr.Tab("Upscale", id="extras_upscale_tab"):
-                    mode = gr.Radio(["Scale by", "Scale to"], value="Scale by", label="Resize mode",
+                with gr.Tab(t("extras_upscale"), id="extras_upscale_tab"):
+                    mode = gr.Radio(["Scale by", "Scale to"], value="Scale by", label=t("resize_mode"),
                                     elem_id="extras_resize_mode")
-                    scale = gr.Slider(1, 8, value=2, step=0.05, label="Resize by", elem_id="extras_upscaling_resize")
+                    scale = gr.Slider(1, 8, value=2, step=0.05, label=t("extras_resize_by"), elem_id="extras_upscaling_resize")
                     with gr.Row():
-                        width = gr.Number(0, label="Width (0 = keep aspect)", precision=0, minimum=0,
+                        width = gr.Number(0, label=t("extras_width"), precision=0, minimum=0,
                                           elem_id="extras_upscaling_resize_w")
-                        height = gr.Number(0, label="Height (0 = keep aspect)", precision=0, minimum=0,
+                        height = gr.Number(0, label=t("extras_height"), precision=0, minimum=0,
                                            elem_id="extras_upscaling_resize_h")
                     with gr.Row(equal_height=True):
                         upscaler = gr.Dropdown(list_upscalers(models_dir, include_latent=False), value="Lanczos",
-                                               label="Upscaler (ESRGAN files from models/ESRGAN)",
+                                               label=t("extras_upscaler_label"),
                                                elem_id="extras_upscaler_1", scale=6)
                         refresh = gr.Button("🔄", elem_id="extras_refresh_upscalers", scale=0, min_width=48)
-                    run_upscale = gr.Button("Upscale", variant="primary", elem_id="extras_upscale")
+                    run_upscale = gr.Button(t("extras_upscale"), variant="primary", elem_id="extras_upscale")
                 with gr.Tab("Face detail", id="extras_face_tab"):
-                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id="extras_face_main_prompt",
-                                        placeholder="portrait photo, detailed face (empty: the image's own prompt)")
-                    negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="extras_face_main_neg_prompt")
+                    prompt = gr.Textbox(label=t("prompt"), lines=2, elem_id="extras_face_main_prompt",
+                                        placeholder=t("extras_face_prompt_placeholder"))
+                    negative = gr.Textbox(label=t("negative_prompt"), lines=1, elem_id="extras_face_main_neg_prompt")
                     fd = face_detail_controls("extras", service, standalone=True)
                     with gr.Row():
                         steps = gr.Slider(1, service.settings.limits.max_steps, value=20, step=1,
-                                          label="Sampling steps", elem_id="extras_face_steps")
-                        seed = gr.Number(-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED,
+                                          label=t("steps"), elem_id="extras_face_steps")
+                        seed = gr.Number(-1, label=t("seed"), precision=0, minimum=-1, maximum=MAX_SEED,
                                          elem_id="extras_face_seed")
-                    run_face = gr.Button("Detail faces", variant="primary", elem_id="extras_face_run")
+                    run_face = gr.Button(t("extras_detail_faces"), variant="primary", elem_id="extras_face_run")
         with gr.Column(scale=1):
-            result = gr.Image(label="Result", type="filepath", format="png", interactive=False,
+            result = gr.Image(label=t("extras_result"), type="filepath", format="png", interactive=False,
                               elem_id="extras_result", height=520, buttons=["download", "fullscreen"])
-            info = gr.Textbox(label="Parameters", lines=4, interactive=False, elem_id="extras_infotext",
+            info = gr.Textbox(label=t("png_info_parameters"), lines=4, interactive=False, elem_id="extras_infotext",
                               buttons=["copy"])
 
     def refresh_list(current):

@@ -14,6 +14,7 @@ from ..catalog import is_inside
 from ..errors import UserError
 from ..image_meta import read_infotext
 from ..infotext import infotext_to_fields
+from ..i18n import t
 from .common import PRIVATE, session_of
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -72,20 +73,20 @@ def build(service, shared):
     with gr.Tabs():
         with gr.Tab("This session", id="history_session") as session_tab:
             with gr.Row():
-                session_refresh = gr.Button("🔄 Refresh", size="sm", elem_id="history_session_refresh", scale=0)
-            session_gallery = gr.Gallery(label="Images of this session", format="png", columns=4, height=480,
+                session_refresh = gr.Button(t("history_session_refresh"), size="sm", elem_id="history_session_refresh", scale=0)
+            session_gallery = gr.Gallery(label=t("history_session_images"), format="png", columns=4, height=480,
                                          elem_id="history_session_gallery", interactive=False)
             session_items = gr.State([])
         with gr.Tab("Outputs folder", id="history_folder") as folder_tab:
             with gr.Row(equal_height=True):
                 dates = output_dates(outputs_dir)
-                date = gr.Dropdown(dates, value=dates[0] if dates else None, label="Date",
+                date = gr.Dropdown(dates, value=dates[0] if dates else None, label=t("history_date"),
                                    elem_id="history_date", scale=4)
                 folder_refresh = gr.Button("🔄", elem_id="history_folder_refresh", scale=0, min_width=48)
-            folder_gallery = gr.Gallery(label="Saved images", format="png", columns=6, height=480,
+            folder_gallery = gr.Gallery(label=t("history_saved_images"), format="png", columns=6, height=480,
                                         elem_id="history_folder_gallery", interactive=False)
             folder_items = gr.State([])
-    info = gr.Textbox(label="Generation parameters", lines=4, interactive=False, elem_id="history_infotext",
+    info = gr.Textbox(label=t("generation_parameters"), lines=4, interactive=False, elem_id="history_infotext",
                       buttons=["copy"])
 
     def load_session(request: gr.Request):

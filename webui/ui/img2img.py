@@ -9,19 +9,20 @@ import gradio as gr
 from ..errors import UserError
 from ..images import load_upload
 from ..request import RESIZE_MODES
+from ..i18n import t
 from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons, wire_send_to)
 
 
 def resize_mode_radio(tab: str) -> gr.Radio:
     # Values are the A1111 API's integers, labels its UI names.
-    return gr.Radio([(name, i) for i, name in enumerate(RESIZE_MODES)], value=0, label="Resize mode",
+    return gr.Radio([(name, i) for i, name in enumerate(RESIZE_MODES)], value=0, label=t("resize_mode"),
                     elem_id=f"{tab}_resize_mode")
 
 
 def denoising_slider(tab: str, value: float = 0.75) -> gr.Slider:
-    return gr.Slider(0.0, 1.0, value=value, step=0.01, label="Denoising strength", elem_id=f"{tab}_denoising",
-                     info="0 keeps the picture, 1 repaints it completely")
+    return gr.Slider(0.0, 1.0, value=value, step=0.01, label=t("denoising_strength"), elem_id=f"{tab}_denoising",
+                     info=t("denoising_strength_info"))
 
 
 def build(service, shared) -> Controls:
@@ -29,7 +30,7 @@ def build(service, shared) -> Controls:
     prompt, negative, generate = prompt_row("img2img", service)
     with gr.Row():
         with gr.Column(scale=1):
-            image = image_upload("Image", height=420, elem_id="img2img_image")
+            image = image_upload(t("img2img_image"), height=420, elem_id="img2img_image")
             resize_mode = resize_mode_radio("img2img")
             denoising = denoising_slider("img2img")
             s = sampling_controls("img2img", limits)

@@ -10,6 +10,7 @@ from .. import tasks
 from ..errors import UserError
 from ..images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
 from ..request import MASKED_CONTENT
+from ..i18n import t
 from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons, wire_send_to)
 from .img2img import denoising_slider, fit_size, resize_mode_radio
@@ -24,30 +25,29 @@ def build(service, shared) -> Controls:
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
-                label="Picture: paint over what to change", type="pil", image_mode="RGBA", format="png",
+                label=t("inpaint_editor"), type="pil", image_mode="RGBA", format="png",
                 sources=["upload", "clipboard"], brush=BRUSH, eraser=gr.Eraser(default_size=40), layers=False,
                 transforms=(), canvas_size=(768, 768), height=600, elem_id="inpaint_editor",
                 buttons=["fullscreen"])
-            with gr.Accordion("Upload a mask instead (white = repaint)", open=False):
-                mask_upload = image_upload("Mask", height=240, elem_id="inpaint_mask_upload")
+            with gr.Accordion(t("inpaint_mask_upload"), open=False):
+                mask_upload = image_upload(t("mask"), height=240, elem_id="inpaint_mask_upload")
             denoising = denoising_slider("inpaint")
             with gr.Row():
-                mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="inpaint_mask_blur")
-                padding = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels",
+                mask_blur = gr.Slider(0, 64, value=4, step=1, label=t("mask_blur"), elem_id="inpaint_mask_blur")
+                padding = gr.Slider(0, 256, value=32, step=4, label=t("only_masked_padding"),
                                     elem_id="inpaint_padding")
-            mask_mode = gr.Radio([("Inpaint masked", 0), ("Inpaint not masked", 1)], value=0, label="Mask mode",
+            mask_mode = gr.Radio([("Inpaint masked", 0), ("Inpaint not masked", 1)], value=0, label=t("mask_mode"),
                                  elem_id="inpaint_mask_mode")
-            fill = gr.Radio([(name, i) for i, name in enumerate(MASKED_CONTENT)], value=1, label="Masked content",
+            fill = gr.Radio([(name, i) for i, name in enumerate(MASKED_CONTENT)], value=1, label=t("masked_content"),
                             elem_id="inpaint_fill")
             area = gr.Radio([(name, i) for i, name in enumerate(tasks.INPAINT_AREAS)], value=0,
-                            label="Inpaint area", elem_id="inpaint_area",
-                            info="Only masked: repaint a crop around the mask at full resolution (faces, hands)")
+                            label=t("inpaint_area"), elem_id="inpaint_area",
+                            info=t("inpaint_area_info"))
             resize_mode = resize_mode_radio("inpaint")
-            with gr.Accordion("Outpaint: extend the canvas", open=False, elem_id="inpaint_outpaint"):
-                gr.Markdown("The new area is repainted (a head shot becomes a half-body portrait with "
-                            "Bottom 256). Denoising 1 with masked content *fill* works best.")
+            with gr.Accordion(t("outpaint_title"), open=False, elem_id="inpaint_outpaint"):
+                gr.Markdown(t("outpaint_help"))
                 with gr.Row():
-                    sides = [gr.Slider(0, 1024, value=0, step=8, label=f"{side.title()}, pixels",
+                    sides = [gr.Slider(0, 1024, value=0, step=8, label=t(f"outpaint_{side}"),
                                        elem_id=f"inpaint_outpaint_{side}")
                              for side in ("left", "right", "top", "bottom")]
             s = sampling_controls("inpaint", limits)

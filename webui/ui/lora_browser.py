@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import gradio as gr
+from ..i18n import t
 
 from .common import PRIVATE
 
@@ -50,16 +51,16 @@ def _embedding_samples(service, text: str = "") -> list[list[str]]:
 
 
 def build(service, prompt: gr.Textbox, negative: gr.Textbox, tab: str) -> None:
-    with gr.Accordion("LoRA and embeddings", open=False, elem_id=f"{tab}_networks"):
+    with gr.Accordion(t("networks_title"), open=False, elem_id=f"{tab}_networks"):
         with gr.Row(equal_height=True):
-            search = gr.Textbox(label="Search", placeholder="name", scale=4, elem_id=f"{tab}_networks_search")
-            target = gr.Radio(["Prompt", "Negative prompt"], value="Prompt", label="Click adds to", scale=3,
+            search = gr.Textbox(label=t("networks_search"), placeholder=t("networks_search_placeholder"), scale=4, elem_id=f"{tab}_networks_search")
+            target = gr.Radio(["Prompt", "Negative prompt"], value="Prompt", label=t("networks_target"), scale=3,
                               elem_id=f"{tab}_networks_target")
             refresh = gr.Button("🔄", scale=0, min_width=48, elem_id=f"{tab}_networks_refresh")
-        loras = gr.Dataset(components=["textbox"], samples=_lora_samples(service), label="LoRA",
+        loras = gr.Dataset(components=["textbox"], samples=_lora_samples(service), label=t("networks_lora"),
                            samples_per_page=40, elem_id=f"{tab}_lora_list")
         embeddings = gr.Dataset(components=["textbox"], samples=_embedding_samples(service),
-                                label="Textual inversion", samples_per_page=40, elem_id=f"{tab}_embedding_list")
+                                label=t("networks_textual_inversion"), samples_per_page=40, elem_id=f"{tab}_embedding_list")
 
     def relist(text):
         return gr.Dataset(samples=_lora_samples(service, text)), gr.Dataset(samples=_embedding_samples(service, text))

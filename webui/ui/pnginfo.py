@@ -13,6 +13,7 @@ import gradio as gr
 from ..errors import UserError
 from ..infotext import infotext_to_fields
 from ..pnginfo import png_info as read_png_info
+from ..i18n import t
 from .common import PRIVATE
 
 # Controls that show results or trigger events; everything else is a value to fill.
@@ -89,15 +90,15 @@ def send_updates(service, fields: dict, targets: dict, checkpoint=None) -> list:
 def build(service, shared):
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], height=480,
+            image = gr.Image(label=t("png_info_image"), type="filepath", sources=["upload", "clipboard"], height=480,
                              elem_id="pnginfo_image")
         with gr.Column(scale=1):
-            info = gr.Textbox(label="Generation parameters", lines=6, interactive=False, buttons=["copy"],
+            info = gr.Textbox(label=t("generation_parameters"), lines=6, interactive=False, buttons=["copy"],
                               elem_id="pnginfo_parameters")
-            send = gr.Button("Send to txt2img", variant="primary", elem_id="pnginfo_send_txt2img")
-            parameters = gr.JSON(label="Parameters by key", elem_id="pnginfo_keys")
-            with gr.Accordion("Other text in the file", open=False):
-                items = gr.JSON(label="Text items", elem_id="pnginfo_items")
+            send = gr.Button(t("send_to_txt2img"), variant="primary", elem_id="pnginfo_send_txt2img")
+            parameters = gr.JSON(label=t("png_info_by_key"), elem_id="pnginfo_keys")
+            with gr.Accordion(t("png_info_other_text"), open=False):
+                items = gr.JSON(label=t("png_info_text_items"), elem_id="pnginfo_items")
 
     def png_info(image: str | None) -> tuple[str, dict, dict]:
         """Read the generation parameters stored in a PNG, JPEG or WebP (A1111, Forge, SD.Next,

@@ -4,6 +4,7 @@ parameter names are the A1111 API field names."""
 from __future__ import annotations
 
 import gradio as gr
+from ..i18n import t
 
 from . import lora_browser, presets_panel
 from .controlnet_panel import controlnet_accordion, with_controlnet
@@ -20,8 +21,8 @@ def build(service, shared) -> Controls:
     with gr.Row():
         with gr.Column(scale=1):
             s = sampling_controls("txt2img", limits)
-            clip_skip = gr.Slider(1, 12, value=1, step=1, label="Clip skip", elem_id="txt2img_clip_skip",
-                                  info="1 = last layer (A1111 numbering); many anime models want 2")
+            clip_skip = gr.Slider(1, 12, value=1, step=1, label=t("clip_skip"), elem_id="txt2img_clip_skip",
+                                  info=t("clip_skip_info"))
             hr = hires_controls("txt2img", service)
             fd = face_detail_controls("txt2img", service)
             cn = controlnet_accordion("txt2img", service)
