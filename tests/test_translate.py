@@ -307,7 +307,7 @@ def test_i18n_tables():
     for key in i18n.EN:
         assert re.fullmatch(r"[a-z0-9_]+", key) and key not in i18n.GRADIO_RESERVED_KEYS
         assert i18n.EN[key].strip() and i18n.ZH[key].strip()
-        assert has_cjk(i18n.ZH[key]) or i18n.ZH[key] in {"VAE"}, key
+        assert has_cjk(i18n.ZH[key]) or i18n.ZH[key] in {"VAE", "SD VAE", "ControlNet", "LoRA"}, key
     for key in ["tab_txt2img", "tab_img2img", "tab_inpaint", "tab_extras", "tab_png_info",
                 "tab_history", "tab_settings", "prompt", "negative_prompt", "generate",
                 "interrupt", "skip", "steps", "cfg_scale", "seed", "sampler", "scheduler",

@@ -23,6 +23,9 @@ def test_chinese_browser_gets_chinese_labels(new_page, shot):
     expect(page.locator("#txt2img_neg_prompt [data-testid=block-info]")).to_have_text("反向提示词")
     expect(page.locator("#txt2img_steps [data-testid=block-info]")).to_have_text("采样步数")
     expect(page.locator("#txt2img_preset [data-testid=block-info]")).to_have_text("预设")
+    # Panels added after the first translation pass are in Chinese too.
+    expect(page.locator("#txt2img_hires > button").first).to_contain_text("高清修复")
+    expect(page.locator("#txt2img_hires > button").first).not_to_contain_text("Hires")
     shot("zh-CN", page)
 
 
