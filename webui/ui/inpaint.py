@@ -129,7 +129,10 @@ def build(service, shared) -> Controls:
                       **GPU)
 
     def size_from_image(value):
-        bg = (value or {}).get("background")
+        # The upload event can arrive before the editor has split the picture into its
+        # background; the composite is the same picture until anything is painted.
+        value = value or {}
+        bg = value.get("background") if value.get("background") is not None else value.get("composite")
         return fit_size(*bg.size, limits) if bg is not None else (gr.update(), gr.update())
 
     editor.upload(size_from_image, editor, [c.width, c.height], **PRIVATE)
