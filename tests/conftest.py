@@ -99,3 +99,25 @@ def tiny_loras(tmp_path_factory):
         "light": build_lora("sd1", 12, out, "light", text_encoder=False),
         "xl": build_lora("sdxl", 13, out, "xl"),
     }
+
+
+def _memo_runner(svc, seed: int, prompt: str):
+    """generate(prompt, **fields) memoised by its arguments: tests that compare many variants
+    of one tiny request (1 step, 64x64, fixed seed) pay for each variant once."""
+    cache = {}
+
+    def go(prompt=prompt, **fields):
+        key = (prompt, tuple(sorted(fields.items())))
+        if key not in cache:
+            base = dict(prompt=prompt, negative_prompt="blurry", seed=seed, steps=1, width=64, height=64,
+                        sampler_name="Euler", save_images=False)
+            base.update(fields)
+            cache[key] = svc.generate(svc.request(base))
+        return cache[key]
+
+    return go
+
+
+@pytest.fixture(scope="session")
+def memo_runner():
+    return _memo_runner

@@ -48,18 +48,9 @@ def svc(models_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(svc):
+def run(svc, memo_runner):
     """Generate (memoized by prompt) with fixed seed; the first call is the never-LoRA base."""
-    cache = {}
-
-    def go(prompt=PROMPT, **fields):
-        key = (prompt, tuple(sorted(fields.items())))
-        if key not in cache:
-            base = dict(prompt=prompt, negative_prompt="blurry", seed=7, steps=1, width=64, height=64,
-                        sampler_name="Euler", save_images=False)
-            base.update(fields)
-            cache[key] = svc.generate(svc.request(base))
-        return cache[key]
+    go = memo_runner(svc, seed=7, prompt=PROMPT)
 
     go()  # before any LoRA was ever loaded
     return go

@@ -48,19 +48,8 @@ def svc(webui_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(svc):
-    cache = {}
-
-    def go(prompt=PROMPT, **fields):
-        key = (prompt, tuple(sorted(fields.items())))
-        if key not in cache:
-            base = dict(prompt=prompt, negative_prompt="blurry", seed=11, steps=1, width=64, height=64,
-                        sampler_name="Euler", save_images=False)
-            base.update(fields)
-            cache[key] = svc.generate(svc.request(base))
-        return cache[key]
-
-    return go
+def run(svc, memo_runner):
+    return memo_runner(svc, seed=11, prompt=PROMPT)
 
 
 def differs(a, b) -> int:
