@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from widgets import fill_text, open_tab, set_number, set_slider, text_value
+from widgets import fill_text, open_tab, set_number, set_slider, text_value, upload_to_editor
 
 WAIT = 60_000  # a server round trip on a busy 2-core CI machine can take many seconds
 
@@ -38,7 +38,7 @@ def test_paint_mask_undo_and_inpaint(page, shot, tmp_path):
     picture.save(tmp_path / "portrait.png")
     open_tab(page, "Inpaint")
     editor = page.locator("#inpaint_editor")
-    editor.locator("input[type=file]").set_input_files(str(tmp_path / "portrait.png"))
+    upload_to_editor(page, "inpaint_editor", tmp_path / "portrait.png")
     # The upload sets the working size from the picture.
     expect(page.locator("#inpaint_width input[type=number]")).to_have_value("256", timeout=WAIT)
     for tool in ("Zoom in", "Zoom out", "Undo", "Redo", "Brush", "Erase"):

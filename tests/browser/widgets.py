@@ -30,3 +30,13 @@ def slider_value(page, elem_id: str) -> float:
 
 def open_tab(page, label: str) -> None:
     page.get_by_role("tab", name=label).click()
+
+
+def upload_to_editor(page, elem_id: str, path) -> None:
+    """Drop a file into an ImageEditor. Gradio's editor silently ignores a file chosen before its
+    canvas has started (about half a second after the tab opens), so wait for the canvas and
+    its zoom toolbar first, as a person would see them."""
+    editor = page.locator(f"#{elem_id}")
+    editor.locator("canvas").first.wait_for(state="attached", timeout=60_000)
+    editor.locator(".zoom-number").wait_for(timeout=60_000)
+    editor.locator("input[type=file]").set_input_files(str(path))
