@@ -316,7 +316,7 @@ def test_interrupt_is_scoped_to_the_callers_job(auth_server, service):
         p = _wait_running(ann, "ann-job-1")
         assert p["progress"] > 0 and p["state"]["sampling_steps"] == 150 and p["current_task"] == "ann-job-1"
         # The live preview, once the job has one, comes back as current_image.
-        service.jobs.get("ann-job-1").preview = Image.new("RGB", (8, 8), (10, 200, 30))
+        service.jobs.get("ann-job-1").set_preview(Image.new("RGB", (8, 8), (10, 200, 30)), "approx")
         preview = ann.get(f"{API}/progress", params={"id_task": "ann-job-1"}).json()["current_image"]
         assert decode(preview)[0][0, 0].tolist() == [10, 200, 30]
         assert ann.get(f"{API}/progress", params={"id_task": "ann-job-1", "skip_current_image": True}

@@ -29,7 +29,7 @@ class Job:
     step: int = 0
     total_steps: int = 0
     started: float | None = None
-    preview: Image.Image | None = None
+    _preview: object = field(default=None, repr=False)  # a PIL image, or a DeferredImage from the GPU
     preview_step: int = -1
     preview_kind: str | None = None  # "taesd" or "approx"
     preview_count: int = 0
@@ -54,12 +54,17 @@ class Job:
             self.state = "running"
             self.image_index, self.image_count = index, count
             self.step, self.skipped, self.cut_short = 0, False, False
-            self.preview, self.preview_step = None, -1
+            self._preview, self.preview_step = None, -1
 
-    def set_preview(self, image: Image.Image, kind: str) -> None:
+    def set_preview(self, image, kind: str) -> None:
         with self._lock:
-            self.preview, self.preview_step, self.preview_kind = image, self.step, kind
+            self._preview, self.preview_step, self.preview_kind = image, self.step, kind
             self.preview_count += 1
+
+    @property
+    def preview(self) -> Image.Image | None:
+        p = self._preview
+        return p.image() if hasattr(p, "image") else p
 
     def progress(self) -> float:
         """0..1 over the whole job (all batches)."""

@@ -17,6 +17,7 @@ keep their x0 predictions), else the current noisy latents.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -72,17 +73,45 @@ def denoised_estimate(pipe, latents: torch.Tensor) -> torch.Tensor | None:
     return x0
 
 
-def _to_image(rgb01: torch.Tensor) -> Image.Image:
-    """(B, 3, H, W) in 0..1 -> one PIL image, the batch side by side."""
+class DeferredImage:
+    """A preview on its way from the GPU. Reading pixels back is a device sync that would stall
+    the generating thread until the queued steps drain (every few steps, at fast-mode speeds a
+    measurable cost), so the copy is only queued here and the first reader waits for it."""
+
+    def __init__(self, rgb_hwc: torch.Tensor):
+        self._host = torch.empty(rgb_hwc.shape, dtype=torch.uint8, pin_memory=True)
+        self._host.copy_(rgb_hwc, non_blocking=True)
+        self._ready = torch.cuda.Event()
+        self._ready.record()
+        self._image: Image.Image | None = None
+
+    def image(self) -> Image.Image:
+        if self._image is None:
+            self._ready.synchronize()
+            self._image = Image.fromarray(self._host.numpy())
+        return self._image
+
+
+def _to_image(rgb01: torch.Tensor) -> Image.Image | DeferredImage:
+    """(B, 3, H, W) in 0..1 -> one picture, the batch side by side (deferred on CUDA)."""
     rgb = rgb01.clamp(0, 1).mul(255).round().to(torch.uint8)
-    row = torch.cat(list(rgb), dim=2)  # (3, H, B*W)
-    return Image.fromarray(row.permute(1, 2, 0).cpu().numpy())
+    row = torch.cat(list(rgb), dim=2).permute(1, 2, 0)  # (H, B*W, 3)
+    if row.is_cuda:
+        return DeferredImage(row.contiguous())
+    return Image.fromarray(row.contiguous().numpy())
+
+
+@functools.lru_cache(maxsize=8)
+def _factors(space: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: copying a Python list to the GPU waits for all queued work, which
+    # at every preview would stall the denoising loop.
+    weights, bias = LATENT_RGB[space]
+    return (torch.as_tensor(weights, dtype=torch.float32, device=device),
+            torch.as_tensor(bias, dtype=torch.float32, device=device))
 
 
 def approx_rgb(latents: torch.Tensor, space: str) -> torch.Tensor:
-    weights, bias = LATENT_RGB[space]
-    w = torch.as_tensor(weights, dtype=torch.float32, device=latents.device)
-    b = torch.as_tensor(bias, dtype=torch.float32, device=latents.device)
+    w, b = _factors(space, latents.device)
     lat = latents[:, :4].float()
     return torch.einsum("bchw,cr->brhw", lat, w) + b.view(1, 3, 1, 1)
 
@@ -191,7 +220,8 @@ class Previewer:
             return model
 
     @torch.no_grad()
-    def render(self, latents: torch.Tensor, family: str, size: tuple[int, int] | None = None) -> Image.Image | None:
+    def render(self, latents: torch.Tensor, family: str,
+               size: tuple[int, int] | None = None) -> Image.Image | DeferredImage | None:
         """A preview of `latents` (B, C, h, w), the batch side by side, each image scaled to
         `size` (width, height) or at most MAX_PREVIEW_SIDE."""
         kind = self.kind(family)
@@ -204,9 +234,10 @@ class Previewer:
             rgb = (taesd.decode(latents.to(self.device, self.dtype), return_dict=False)[0].float() + 1) / 2
         else:
             rgb = approx_rgb(latents, space)
-        image = _to_image(rgb)
-        n = latents.shape[0]
-        w, h = size or (image.width // n, image.height)
+        h0, w0 = rgb.shape[-2:]
+        w, h = size or (w0, h0)
         scale = min(1.0, MAX_PREVIEW_SIDE / max(w, h))
-        target = (max(1, round(w * scale)) * n, max(1, round(h * scale)))
-        return image if image.size == target else image.resize(target, Image.BILINEAR)
+        target = (max(1, round(h * scale)), max(1, round(w * scale)))
+        if (h0, w0) != target:  # scaled where the pixels are, so a GPU preview stays on the GPU
+            rgb = torch.nn.functional.interpolate(rgb.float(), size=target, mode="bilinear", align_corners=False)
+        return _to_image(rgb)
