@@ -173,7 +173,7 @@ class Service:
         previews) while it runs and the GenerationResult last. Closing the generator early
         (the browser went away) interrupts the job; finished images are still saved."""
         job = self.jobs.new(owner)
-        changed = threading.Event()
+        changed, done = threading.Event(), threading.Event()
         box: dict[str, Any] = {}
 
         def work():
@@ -182,15 +182,20 @@ class Service:
             except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
                 box["error"] = e
             finally:
+                done.set()
                 changed.set()
 
         worker = threading.Thread(target=work, name=f"job-{job.id[:8]}", daemon=True)
         worker.start()
         shown_preview, last_text = -1, None
         try:
-            while worker.is_alive():
+            # Not `worker.is_alive()`: the thread lives on for a moment after its last signal,
+            # and the result would then wait out a whole extra poll.
+            while not done.is_set():
                 changed.wait(poll_s)
                 changed.clear()
+                if done.is_set():
+                    break
                 new = job.preview is not None and job.preview_count != shown_preview
                 text = job.status_text()
                 if new or text != last_text:
