@@ -16,6 +16,7 @@ Settings follow the targets: batch 1, CFG 7, DPM++ 2M Karras, fp16.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -200,7 +201,7 @@ def run_app(svc, req):
 
 # ---- parts ---------------------------------------------------------------------------------
 
-def part_model(rec: Recorder, family: str, scratch: Path, quick: bool):
+def part_model(rec: Recorder, family: str, scratch: Path, quick: bool, fast_only: bool = False):
     import torch
 
     sdxl = family == "sdxl"
@@ -243,67 +244,69 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool):
     del pipe
     torch.cuda.empty_cache()
 
-    # 2. our default mode (no compile) through Service.generate.
-    svc = make_service(models, device_cache=2, cpu_cache=1)
-    req = app_request(svc, name_a, W, H, steps)
-    run_app(svc, req)  # load
-    t_default = timed(lambda: run_app(svc, req), runs, 1)
-    r = run_app(svc, req)
-    rec.put(f"{family}_app_default", **stats(t_default), ratio_vs_eager=round(
-        statistics.median(t_default) / statistics.median(eager), 3), floor_s=round(floor, 4),
-            stage_s={k: round(v, 4) for k, v in r.timings.items()}, peak_gib=r.memory, warnings=r.warnings)
+    if not fast_only:  # --fast-only: the compiled path and its eager baseline alone
+        # 2. our default mode (no compile) through Service.generate.
+        svc = make_service(models, device_cache=2, cpu_cache=1)
+        req = app_request(svc, name_a, W, H, steps)
+        run_app(svc, req)  # load
+        t_default = timed(lambda: run_app(svc, req), runs, 1)
+        r = run_app(svc, req)
+        rec.put(f"{family}_app_default", **stats(t_default), ratio_vs_eager=round(
+            statistics.median(t_default) / statistics.median(eager), 3), floor_s=round(floor, 4),
+                stage_s={k: round(v, 4) for k, v in r.timings.items()}, peak_gib=r.memory, warnings=r.warnings)
 
-    # 3. checkpoint switches: GPU-resident (device_cache=2), then pinned RAM (device_cache=1).
-    svc.manager.select(name_b)
-    svc.manager.select(name_a)
-    sw = []
-    for i in range(4):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        svc.manager.select(name_b if i % 2 == 0 else name_a)
-        torch.cuda.synchronize()
-        sw.append(time.perf_counter() - t)
-    rec.put(f"{family}_switch_gpu_resident", **stats(sw))
-    svc.close()
-    svc = make_service(models, device_cache=1, cpu_cache=1)
-    for name in (name_a, name_b, name_a, name_b):  # both have pinned buffers now; b active
-        svc.manager.select(name)
-    weights_gb = sum(p.numel() * p.element_size() for m in (svc.manager.active.pipe.unet, svc.manager.active.pipe.vae,
-                                                            svc.manager.active.pipe.text_encoder)
-                     for p in m.parameters()) / 1e9
-    sw = []
-    for i in range(6):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        svc.manager.select(name_a if i % 2 == 0 else name_b)
-        torch.cuda.synchronize()
-        sw.append(time.perf_counter() - t)
-    rec.put(f"{family}_switch_pinned_ram", **stats(sw), weights_gb=round(weights_gb, 2),
-            note="one model out to pinned RAM and one in, both copies")
-    svc.close()
-
-    # 4. low-memory modes: peak allocated VRAM for one image.
-    for mode, lm_steps in (("model", steps), ("sequential", 2)):
-        svc = make_service(models, offload=mode, vae_tiling=True)
-        lreq = app_request(svc, name_a, W, H, lm_steps)
-        run_app(svc, lreq)
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        t = time.perf_counter()
-        r = run_app(svc, lreq)
-        torch.cuda.synchronize()
-        # The engine restarts the peak count at each stage (MiB): the job's peak is the stages' max.
-        rec.put(f"{family}_lowmem_{mode}", time_s=round(time.perf_counter() - t, 3), steps=lm_steps,
-                peak_allocated_gib=round(max(r.memory.values()) / 1024, 2),
-                allocated_before_gib=round(base / 2**30, 2), stage_peak_gib=r.memory)
+        # 3. checkpoint switches: GPU-resident (device_cache=2), then pinned RAM (device_cache=1).
+        svc.manager.select(name_b)
+        svc.manager.select(name_a)
+        sw = []
+        for i in range(4):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            svc.manager.select(name_b if i % 2 == 0 else name_a)
+            torch.cuda.synchronize()
+            sw.append(time.perf_counter() - t)
+        rec.put(f"{family}_switch_gpu_resident", **stats(sw))
         svc.close()
-        del svc, r
+        svc = make_service(models, device_cache=1, cpu_cache=1)
+        for name in (name_a, name_b, name_a, name_b):  # both have pinned buffers now; b active
+            svc.manager.select(name)
+        weights_gb = sum(p.numel() * p.element_size() for m in (svc.manager.active.pipe.unet, svc.manager.active.pipe.vae,
+                                                                svc.manager.active.pipe.text_encoder)
+                         for p in m.parameters()) / 1e9
+        sw = []
+        for i in range(6):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            svc.manager.select(name_a if i % 2 == 0 else name_b)
+            torch.cuda.synchronize()
+            sw.append(time.perf_counter() - t)
+        rec.put(f"{family}_switch_pinned_ram", **stats(sw), weights_gb=round(weights_gb, 2),
+                note="one model out to pinned RAM and one in, both copies")
+        svc.close()
+
+        # 4. low-memory modes: peak allocated VRAM for one image.
+        for mode, lm_steps in (("model", steps), ("sequential", 2)):
+            svc = make_service(models, offload=mode, vae_tiling=True)
+            lreq = app_request(svc, name_a, W, H, lm_steps)
+            run_app(svc, lreq)
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            t = time.perf_counter()
+            r = run_app(svc, lreq)
+            torch.cuda.synchronize()
+            # The engine restarts the peak count at each stage (MiB): the job's peak is the stages' max.
+            rec.put(f"{family}_lowmem_{mode}", time_s=round(time.perf_counter() - t, 3), steps=lm_steps,
+                    peak_allocated_gib=round(max(r.memory.values()) / 1024, 2),
+                    allocated_before_gib=round(base / 2**30, 2), stage_peak_gib=r.memory)
+            svc.close()
+            del svc, r
 
     # 5. fast mode (compiled). Cold compile = first call; then the timed runs.
     cache = scratch / "compile-cache"
     svc = make_service(models, fast=True, compile_cache_dir=cache, device_cache=1, cpu_cache=0)
     req = app_request(svc, name_a, W, H, steps)
+    rec.note("fast mode: first call, compiling")
     t = time.perf_counter()
     run_app(svc, req)
     rec.put(f"{family}_fast_first_call_cold", time_s=round(time.perf_counter() - t, 1))
@@ -313,6 +316,13 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool):
     rec.put(f"{family}_app_fast", **stats(t_fast), speedup_vs_eager=round(eager_med / statistics.median(t_fast), 2),
             floor_s=round(floor, 4), stage_s={k: round(v, 4) for k, v in r.timings.items()}, peak_gib=r.memory,
             warnings=r.warnings, note="same prompt each run: embeddings from the prompt cache")
+    # Live previews (every `preview_every` steps, on by default) against none: the preview is
+    # read back without stalling the generating thread, so this should be close to zero.
+    every = svc.manager.settings.preview_every
+    svc.manager.settings = dataclasses.replace(svc.manager.settings, preview_every=0)
+    t_nopreview = timed(lambda: run_app(svc, req), runs, 1)
+    svc.manager.settings = dataclasses.replace(svc.manager.settings, preview_every=every)
+    rec.put(f"{family}_app_fast_no_previews", **stats(t_nopreview), preview_every_default=every)
     counter = iter(range(10**6))
     t_new = timed(lambda: run_app(svc, app_request(svc, name_a, W, H, steps, prompt=f"{PROMPT}, take {next(counter)}")),
                   runs, 1)
@@ -361,18 +371,21 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool):
             for th in threads:
                 th.join()
             return results
+        rec.note("batch of 8: first call, compiling")
         t = time.perf_counter()
         concurrent()  # compiles the batch-8 bucket
         rec.put("sd15_batch8_first_call", time_s=round(time.perf_counter() - t, 1))
         batched = timed(concurrent, 3, 0)
+        stages = concurrent()[0].timings
         rec.put("sd15_concurrent8", one_by_one_s=round(one_by_one, 3), batched_median_s=round(statistics.median(batched), 3),
                 images_per_s_one_by_one=round(8 / one_by_one, 2),
                 images_per_s_batched=round(8 / statistics.median(batched), 2),
-                gain=round(one_by_one / statistics.median(batched), 2), floor_s=round(8 * floor, 4))
+                gain=round(one_by_one / statistics.median(batched), 2), floor_s=round(8 * floor, 4),
+                batched_stage_s={k: round(v, 4) for k, v in stages.items()})
     svc.close()
 
     # 7. warm start: a fresh process compiles the same shapes from the persistent cache.
-    if sdxl and quick:
+    if (sdxl and quick) or fast_only:
         return
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--warm-start", family, "--scratch", str(scratch)],
@@ -394,7 +407,7 @@ def warm_start(family: str, scratch: Path):
     print(f"WARM {time.perf_counter() - t:.2f}", flush=True)
 
 
-def part_api(rec: Recorder, scratch: Path, runs: int = 15):
+def part_api(rec: Recorder, scratch: Path, runs: int = 15, size: int = 512):
     """Extra time of a request through the Gradio API (gradio_client -> queue -> handler ->
     PNG files -> download) over a direct Service.generate call with the same request, both
     saving their PNGs. Any device: the model is the tiny demo one, so the difference is the
@@ -405,32 +418,94 @@ def part_api(rec: Recorder, scratch: Path, runs: int = 15):
 
     from webui.service import Service
     from webui.settings import Settings
-    from webui.ui import build_ui
+    from webui.ui import build_ui, launch_kwargs
 
     scratch.mkdir(parents=True, exist_ok=True)
     settings = Settings(models_dir=scratch / "models", outputs_dir=scratch / "outputs", demo=True, port=7961)
     svc = Service.create(settings)
     demo = build_ui(svc)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=7961, quiet=True)
+    demo.queue(default_concurrency_limit=1)  # as app.py runs it, REST API included
+    _, url, _ = demo.launch(**{**launch_kwargs(svc), "prevent_thread_lock": True, "quiet": True})
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp())
-    args = dict(prompt="portrait", negative_prompt="", steps=2, cfg_scale=7, seed=1, width=64, height=64,
+    args = dict(prompt="portrait", negative_prompt="", steps=2, cfg_scale=7, seed=1, width=size, height=size,
                 sampler_name="Euler", scheduler="Automatic", batch_size=1, n_iter=1)
     req = svc.request({k: v for k, v in args.items()})
+    # Time spent inside Service.generate for each API request, measured in the server: the
+    # request's extra is its round trip minus that, so the generation's own spread (large on a
+    # busy CPU) does not enter the difference.
+    inner: list[float] = []
+    generate = svc.generate
+
+    def timed_generate(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return generate(*a, **kw)
+        finally:
+            inner.append(time.perf_counter() - t0)
+
+    svc.generate = timed_generate
+    import httpx
+
+    http = httpx.Client(timeout=120)
+    params = http.get(f"{url}gradio_api/info").json()["named_endpoints"]["/txt2img"]["parameters"]
+    data = [args.get(p["parameter_name"], p.get("parameter_default")) for p in params]
+
+    def via_client():
+        client.predict(**args, api_name="/txt2img")
+
+    def via_http():
+        # Gradio's documented HTTP route (what curl and the JS client use): join, read the
+        # event stream to "complete", then fetch the first picture.
+        event = http.post(f"{url}gradio_api/call/txt2img", json={"data": data}).json()["event_id"]
+        out = None
+        with http.stream("GET", f"{url}gradio_api/call/txt2img/{event}") as r:
+            kind = None
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    kind = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and kind == "complete":
+                    out = json.loads(line[5:])
+                    break
+        http.get(out[0][0]["image"]["url"]).raise_for_status()
+
+    def via_rest():
+        r = http.post(f"{url}sdapi/v1/txt2img", json={**args, "save_images": True})
+        r.raise_for_status()
+        assert r.json()["images"]
+
+    routes = {"gradio_client": via_client, "http": via_http, "rest": via_rest}
     for _ in range(3):
-        client.predict(**args, api_name="/txt2img")
-        svc.generate(req)
-    api, direct = [], []
-    for _ in range(runs):  # interleaved, so machine load hits both alike
+        for fn in routes.values():
+            fn()
+    rounds: dict[str, list] = {k: [] for k in routes}
+    extra: dict[str, list] = {k: [] for k in routes}
+    direct = []
+    for _ in range(runs):  # interleaved, so machine load hits every route alike
+        for name, fn in routes.items():
+            inner.clear()
+            t = time.perf_counter()
+            fn()
+            rounds[name].append(time.perf_counter() - t)
+            extra[name].append(rounds[name][-1] - inner[0])
         t = time.perf_counter()
-        client.predict(**args, api_name="/txt2img")
-        api.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        svc.generate(req)
+        generate(req)
         direct.append(time.perf_counter() - t)
-    rec.put("api_vs_direct", api=stats(api), direct=stats(direct),
-            extra_ms=round(1000 * (statistics.median(api) - statistics.median(direct)), 1),
-            note="tiny demo model, 64x64, 2 steps; both save a PNG")
+    # What "plus PNG encoding" allows: one PNG of this size, with its metadata, encoded once.
+    import io
+
+    image = generate(req).images[0]
+    encode = []
+    for _ in range(5):
+        t = time.perf_counter()
+        image.save(io.BytesIO(), format="PNG")
+        encode.append(time.perf_counter() - t)
+    rec.put("api_vs_direct", direct=stats(direct), png_encode_ms=round(1000 * statistics.median(encode), 1), **{f"{k}_round_trip": stats(v) for k, v in rounds.items()},
+            **{f"{k}_extra_ms": round(1000 * statistics.median(v), 1) for k, v in extra.items()},
+            **{f"{k}_extra_min_ms": round(1000 * min(v), 1) for k, v in extra.items()},
+            png_kib=round(sum(p.stat().st_size for p in (scratch / "outputs").rglob("*.png")) / 1024
+                          / (4 * runs + 9)),
+            note=f"tiny demo model, {size}x{size}, 2 steps; every route saves a PNG and returns it; extra = "
+                 "round trip minus the server's own Service.generate time for that request")
     demo.close()
     svc.close()
 
@@ -453,6 +528,7 @@ def main():
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--scratch", default="/tmp/sd-bench")
     ap.add_argument("--quick", action="store_true", help="skip the slow sequential-offload run")
+    ap.add_argument("--fast-only", action="store_true", help="only plain eager and the compiled path")
     ap.add_argument("--warm-start")
     ap.add_argument("--report", nargs="*")
     a = ap.parse_args()
@@ -469,13 +545,13 @@ def main():
 
         rec.env(gradio=gradio.__version__, torch=torch.__version__, device="cpu (tiny demo model)",
                 command=" ".join([Path(sys.executable).name] + sys.argv))
-        part_api(rec, Path(a.scratch) / "api")
+        part_api(rec, Path(a.scratch) / "api", runs=10)
         return
     environment(rec)
     family = {"sd15": "sd1", "sdxl": "sdxl"}[a.part]
     scratch = Path(a.scratch) / a.part
     try:
-        part_model(rec, family, scratch, a.quick)
+        part_model(rec, family, scratch, a.quick, a.fast_only)
     except Exception as e:  # keep what was measured; say what broke
         import traceback
         rec.note("FAILED: " + "".join(traceback.format_exception(e))[-3000:])
