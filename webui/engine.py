@@ -577,7 +577,7 @@ class PipelineManager:
         infotexts: list[str] = []
         done_seeds: list[int] = []
         control = controlnet.prepare_control(self.controlnets, req.controlnet_units, model.pipe.unet.config,
-                                             prepared, self.catalog.hashes)
+                                             prepared, self.catalog.hashes, warnings)
         out_of_memory = False
         try:
             for b in range(req.n_iter):
