@@ -364,3 +364,39 @@ def test_requests_with_units_never_share_a_batch(service):
     assert batch_key(service.request(dict(prompt="a", width=64, height=64, controlnet_units=[unit()]))) is None
     assert batch_key(service.request(dict(prompt="a", width=64, height=64,
                                           ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref()}]))) is None
+
+
+HIRES = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos", hr_denoising_strength=0.7, hr_second_pass_steps=2)
+
+
+def test_hires_fix_keeps_the_units(service):
+    plain = gen(service, **HIRES).images[0]
+    zero = gen(service, units=[unit(weight=0.0)], **HIRES).images[0]
+    strong = gen(service, units=[unit(weight=1.5)], **HIRES)
+    assert plain.size == strong.images[0].size == (96, 96)
+    assert np.abs(px(plain) - px(zero)).max() <= 1
+    assert np.abs(px(plain) - px(strong.images[0])).mean() > 2
+    assert "ControlNet 0" in strong.infotexts[0] and "Hires upscale: 1.5" in strong.infotexts[0]
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "Latent"])
+def test_hires_pass_itself_follows_the_unit(service, upscaler):
+    """The same first-pass latents into the hires pass: only the pass's ControlNet differs."""
+    from webui import hires, tasks
+    from webui.jobs import Job
+
+    manager = service.manager
+    model = manager.ensure_model("alpha")
+    out = {}
+    for weight in (None, 0.0, 1.5):
+        units = [] if weight is None else [unit(weight=weight, module="canny")]
+        req = service.request(dict(prompt="portrait", seed=3, steps=2, width=64, height=64, sampler_name="Euler",
+                                   controlnet_units=units, **{**HIRES, "hr_upscaler": upscaler}))
+        control = controlnet.prepare_control(manager.controlnets, req.controlnet_units, model.pipe.unet.config,
+                                             tasks.prepare(req, model))
+        latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.3  # a latent's usual scale
+        embeds = manager.embeds(model, None, req.prompt, req.negative_prompt, 1, req.clip_skip, [])
+        out[weight] = hires.second_pass(manager, model, req, latents, [3], embeds, Job(), [], {}, control)[0]
+    assert out[None].size == (96, 96)
+    assert np.abs(px(out[None]) - px(out[0.0])).max() <= 1
+    assert np.abs(px(out[None]) - px(out[1.5])).mean() > 2

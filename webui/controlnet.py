@@ -486,3 +486,10 @@ def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes
             warnings += [n for n in annotators.notes(unit.module) if n not in warnings]
         params[f"ControlNet {n}"] = unit.infotext(label)
     return Control(nets, images, params)
+
+
+def hires_kwargs(cache: ControlNetCache, units, cls_name: str, size: tuple[int, int], warnings: list[str]) -> dict:
+    """Pipeline arguments for the hires fix pass: the same units, each map made again at the
+    hires size (as the A1111 ControlNet extension does), so edges and skeletons stay sharp."""
+    images = [control_image(u, size[0], size[1], cache.annotators) for u in units]
+    return pipeline_kwargs(cls_name, units, images, warnings)
