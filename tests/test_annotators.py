@@ -12,12 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from test_controlnet import build_tiny_controlnet, edges_image, gen, px, unit
+from test_controlnet import cpu_service, edges_image, gen, px, sd1_models_dir, unit
 from webui import annotators
 from webui.errors import UserError
 from webui.poses import load_poses
 from webui.service import Service
-from webui.settings import Settings
 
 
 def body_pose_layers() -> list[tuple[str, int, int, int]]:
@@ -73,19 +72,14 @@ def write_annotators(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def models_dir(tiny_models, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("annotator-models")
-    (root / "Stable-diffusion").mkdir()
-    shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "alpha.safetensors")
-    (root / "ControlNet").mkdir()
-    build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
+    root = sd1_models_dir(tiny_models, tmp_path_factory, "annotator-models")
     write_annotators(root / "ControlNet" / "annotators")
     return root
 
 
 @pytest.fixture(scope="module")
 def service(models_dir, tmp_path_factory) -> Service:
-    s = Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu")
-    return Service.create(s)
+    return cpu_service(models_dir, tmp_path_factory)
 
 
 def photo(size=(80, 64)) -> Image.Image:

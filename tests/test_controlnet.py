@@ -111,14 +111,24 @@ def build_tiny_ip_adapter(family: str, folder: Path, variant: str = "base", name
     return path
 
 
-@pytest.fixture(scope="module")
-def models_dir(tiny_models, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cn-models")
+def sd1_models_dir(tiny_models, tmp_path_factory, name: str) -> Path:
+    """A models folder with the tiny SD1 checkpoint "alpha" and the tiny ControlNet "tiny-cn"."""
+    root = tmp_path_factory.mktemp(name)
     (root / "Stable-diffusion").mkdir()
     shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "alpha.safetensors")
-    shutil.copy(tiny_models["sdxl"].file, root / "Stable-diffusion" / "xl.safetensors")
     (root / "ControlNet").mkdir()
     build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
+    return root
+
+
+def cpu_service(models_dir: Path, tmp_path_factory) -> Service:
+    return Service.create(Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def models_dir(tiny_models, tmp_path_factory) -> Path:
+    root = sd1_models_dir(tiny_models, tmp_path_factory, "cn-models")
+    shutil.copy(tiny_models["sdxl"].file, root / "Stable-diffusion" / "xl.safetensors")
     build_tiny_controlnet("sdxl", root / "ControlNet", "tiny-cn-xl")
     (root / "ipadapter").mkdir()
     build_tiny_ip_adapter("sd1", root / "ipadapter")
@@ -127,8 +137,7 @@ def models_dir(tiny_models, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(models_dir, tmp_path_factory) -> Service:
-    s = Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu")
-    return Service.create(s)
+    return cpu_service(models_dir, tmp_path_factory)
 
 
 def edges_image(size=(64, 64)) -> Image.Image:

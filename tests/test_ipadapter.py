@@ -10,23 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_controlnet import build_tiny_controlnet, build_tiny_ip_adapter, face_ref, gen, px, unit
+from test_controlnet import build_tiny_ip_adapter, cpu_service, face_ref, gen, px, sd1_models_dir, unit
 from webui.errors import UserError
 from webui.service import Service
-from webui.settings import Settings
 
 VARIANTS = (("base", ".safetensors"), ("plus", ".safetensors"), ("plus-face", ".bin"), ("full-face", ".bin"))
 
 
 @pytest.fixture(scope="module")
 def models_dir(tiny_models, tiny_loras, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ip-models")
-    (root / "Stable-diffusion").mkdir()
-    shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "alpha.safetensors")
+    root = sd1_models_dir(tiny_models, tmp_path_factory, "ip-models")
     (root / "Lora").mkdir()
     shutil.copy(tiny_loras["face"][0], root / "Lora" / "face.safetensors")
-    (root / "ControlNet").mkdir()
-    build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
     ip = root / "ipadapter"
     ip.mkdir()
     for variant, suffix in VARIANTS:
@@ -41,7 +36,7 @@ def models_dir(tiny_models, tiny_loras, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(models_dir, tmp_path_factory) -> Service:
-    return Service.create(Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu"))
+    return cpu_service(models_dir, tmp_path_factory)
 
 
 def ref(model: str, weight: float = 1.0) -> dict:

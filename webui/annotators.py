@@ -99,7 +99,7 @@ _LIMBS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10
           (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17))
 _PAF = ((12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7), (8, 9),
         (10, 11), (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27))
-PEAK_THRESHOLD, PAF_THRESHOLD, SAMPLES = 0.1, 0.05, 10
+PEAK_THRESHOLD, PAF_THRESHOLD, SAMPLES, MAX_PEAKS = 0.1, 0.05, 10, 32
 
 
 def _peaks(heat: np.ndarray) -> list[list[tuple[float, float, float, int]]]:
@@ -113,6 +113,9 @@ def _peaks(heat: np.ndarray) -> list[list[tuple[float, float, float, int]]]:
         is_peak = ((centre >= pad[:-2, 1:-1]) & (centre >= pad[2:, 1:-1]) & (centre >= pad[1:-1, :-2])
                    & (centre >= pad[1:-1, 2:]) & (centre > PEAK_THRESHOLD))
         ys, xs = np.nonzero(is_peak)
+        if len(xs) > MAX_PEAKS:  # a noisy map: keep the strongest, the grouping below is quadratic
+            best = np.argsort(raw[ys, xs])[::-1][:MAX_PEAKS]
+            ys, xs = ys[best], xs[best]
         out.append([(float(x), float(y), float(raw[y, x]), next_id + i) for i, (x, y) in enumerate(zip(xs, ys))])
         next_id += len(xs)
     return out
@@ -327,8 +330,10 @@ def load(cls: type, path: Path) -> nn.Module:
 def run(cache: AnnotatorCache, module: str, img: Image.Image, resolution: int, size: tuple[int, int]) -> Image.Image:
     """The control map of `img` at `size` (width, height) for a weight-needing preprocessor."""
     net = cache.get(module)
-    scale = resolution / min(img.size)
     if isinstance(net, BodyPoseNet):
+        # The network always sees 184 px of height; the resolution only sets how finely its maps
+        # are decoded, and 57 maps beyond 1024 px cost memory for nothing.
+        scale = min(resolution, 1024) / min(img.size)
         work = img.resize((max(8, round(img.width * scale)), max(8, round(img.height * scale))), Image.LANCZOS)
         return pose_map(detect_bodies(net, work), work.size, size)
     return lineart_map(net, img, resolution).resize(size, Image.BILINEAR)
