@@ -50,6 +50,60 @@ def sk_model_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def midas_shapes(hidden=768, layers=12, mlp=3072, grid=24, stem=64, depths=(3, 4, 9), widths=(256, 512, 1024),
+                 features=256) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of dpt_hybrid-midas-501f0c75.pt (timm ViT-B/16 on a ResNet-50 stem,
+    MiDaS fusion); the defaults are the real file's sizes, smaller ones make a tiny file of the
+    same layout."""
+    vit, bit = "pretrained.model.", "pretrained.model.patch_embed.backbone."
+    shapes = {vit + "cls_token": (1, 1, hidden), vit + "pos_embed": (1, grid * grid + 1, hidden),
+              bit + "stem.conv.weight": (stem, 3, 7, 7), bit + "stem.norm.weight": (stem,),
+              bit + "stem.norm.bias": (stem,), vit + "patch_embed.proj.weight": (hidden, widths[-1], 1, 1),
+              vit + "patch_embed.proj.bias": (hidden,), vit + "norm.weight": (hidden,), vit + "norm.bias": (hidden,),
+              vit + "head.weight": (1000, hidden), vit + "head.bias": (1000,)}
+
+    def conv(name, cout, cin, k, bias=False, norm=False):
+        shapes[f"{name}.weight"] = (cout, cin, k, k) if k else (cout, cin)
+        if bias:
+            shapes[f"{name}.bias"] = (cout,)
+        if norm:
+            shapes[f"{name.replace('conv', 'norm')}.weight"] = shapes[f"{name.replace('conv', 'norm')}.bias"] = (cout,)
+
+    for s, (depth, width) in enumerate(zip(depths, widths)):
+        cin, mid = stem if s == 0 else widths[s - 1], width // 4
+        conv(f"{bit}stages.{s}.blocks.0.downsample.conv", width, cin, 1, norm=True)
+        for b in range(depth):
+            p = f"{bit}stages.{s}.blocks.{b}."
+            conv(p + "conv1", mid, cin if b == 0 else width, 1, norm=True)
+            conv(p + "conv2", mid, mid, 3, norm=True)
+            conv(p + "conv3", width, mid, 1, norm=True)
+    for i in range(layers):
+        p = f"{vit}blocks.{i}."
+        for n in ("norm1", "norm2"):
+            shapes[f"{p}{n}.weight"] = shapes[f"{p}{n}.bias"] = (hidden,)
+        conv(p + "attn.qkv", 3 * hidden, hidden, 0, bias=True)
+        conv(p + "attn.proj", hidden, hidden, 0, bias=True)
+        conv(p + "mlp.fc1", mlp, hidden, 0, bias=True)
+        conv(p + "mlp.fc2", hidden, mlp, 0, bias=True)
+    for n in (3, 4):  # the two ViT levels; the two shallow ones come from the ResNet stages
+        conv(f"pretrained.act_postprocess{n}.0.project.0", hidden, 2 * hidden, 0, bias=True)
+        conv(f"pretrained.act_postprocess{n}.3", hidden, hidden, 1, bias=True)
+    conv("pretrained.act_postprocess4.4", hidden, hidden, 3, bias=True)
+    for n, cin in enumerate((widths[0], widths[1], hidden, hidden), 1):
+        conv(f"scratch.layer{n}_rn", features, cin, 3)
+        conv(f"scratch.refinenet{n}.out_conv", features, features, 1, bias=True)
+        for unit_ in (1, 2):
+            for c in (1, 2):
+                conv(f"scratch.refinenet{n}.resConfUnit{unit_}.conv{c}", features, features, 3, bias=True)
+    conv("scratch.output_conv.0", features // 2, features, 3, bias=True)
+    conv("scratch.output_conv.2", 32, features // 2, 3, bias=True)
+    conv("scratch.output_conv.4", 1, 32, 1, bias=True)
+    return shapes
+
+
+TINY_MIDAS = dict(hidden=64, layers=4, mlp=128, grid=4, stem=32, depths=(1, 1, 1), widths=(128, 128, 128), features=64)
+
+
 def random_weights(shapes: dict, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -68,6 +122,7 @@ def write_annotators(folder: Path) -> None:
     torch.save(random_weights(body, 1), folder / "body_pose_model.pth")
     torch.save(random_weights(sk_model_shapes(), 2), folder / "sk_model.pth")
     torch.save(random_weights(sk_model_shapes(), 3), folder / "sk_model2.pth")
+    torch.save(random_weights(midas_shapes(**TINY_MIDAS), 4), folder / "dpt_hybrid-midas-501f0c75.pt")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +143,7 @@ def photo(size=(80, 64)) -> Image.Image:
     return Image.fromarray(np.clip(base * 0.7 + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("module", ["openpose", "openpose_full", "lineart", "lineart_coarse"])
+@pytest.mark.parametrize("module", ["openpose", "openpose_full", "lineart", "lineart_coarse", "depth_midas"])
 def test_preprocessor_makes_a_map_and_runs_through_a_generation(service, module):
     cache = service.manager.controlnets.annotators
     u = unit(module=module, image=photo(), processor_res=64)
@@ -97,7 +152,7 @@ def test_preprocessor_makes_a_map_and_runs_through_a_generation(service, module)
     assert r.images[0].size == (64, 64)
     if module == "openpose_full":
         assert any("body skeleton only" in w for w in r.warnings)
-    if module in ("openpose", "lineart"):  # a map at another aspect than the picture's
+    if module in ("openpose", "lineart", "depth_midas"):  # a map at another aspect than the picture's
         from webui.controlnet import control_image, parse_units
 
         (parsed,) = parse_units([u])
@@ -182,7 +237,8 @@ def test_decoded_people_are_drawn_as_library_skeletons():
 
 def test_missing_file_names_file_and_folder(tmp_path):
     cache = annotators.AnnotatorCache(tmp_path / "annotators", torch.device("cpu"))
-    for module, file in (("lineart_coarse", "sk_model2.pth"), ("openpose_hand", "body_pose_model.pth")):
+    for module, file in (("lineart_coarse", "sk_model2.pth"), ("openpose_hand", "body_pose_model.pth"),
+                         ("depth", "dpt_hybrid-midas-501f0c75.pt")):
         with pytest.raises(UserError) as e:
             cache.get(module)
         assert file in str(e.value) and str(tmp_path / "annotators") in str(e.value)
@@ -201,8 +257,40 @@ def test_corrupt_or_wrong_file_is_a_clear_error(tmp_path, models_dir):
 
 
 def test_unsupported_preprocessors_are_refused_at_the_request(service):
-    with pytest.raises(UserError, match="dpt_hybrid"):
-        service.request({"controlnet_units": [unit(module="depth_midas")]})
-    with pytest.raises(UserError, match="not built in"):
-        service.request({"controlnet_units": [unit(module="lineart_anime")]})
+    for module in ("depth_leres", "lineart_anime", "dw_openpose_full"):
+        with pytest.raises(UserError, match="not built in"):
+            service.request({"controlnet_units": [unit(module=module)]})
     assert np.abs(px(gen(service).images[0])).sum() > 0  # the server keeps working
+
+
+def test_depth_map_is_normalised_and_follows_the_network(service):
+    net = service.manager.controlnets.annotators.get("depth")
+    a = np.asarray(annotators.depth_map(net, photo(), 64))
+    assert a.shape == (64, 64, 3) and a.min() == 0 and a.max() == 255  # nearest white, farthest black
+    with torch.no_grad():
+        head = net.net.head.head[4]
+        saved = head.bias.clone()
+        head.weight.neg_()  # flip the depth ordering of the last layer
+        head.bias.fill_(0.0)
+        try:
+            b = np.asarray(annotators.depth_map(net, photo(), 64))
+        finally:
+            head.weight.neg_()
+            head.bias.copy_(saved)
+    assert np.abs(a.astype(int) - b).mean() > 5
+    assert np.array_equal(np.asarray(annotators.depth_map(net, photo(), 64)), a)  # weights put back
+
+
+def test_depth_converter_covers_every_tensor_of_the_real_layout():
+    """The real file's names and sizes (no weights needed: shapes only) map onto the model."""
+    from webui.depth import config_for, to_transformers
+
+    shapes = midas_shapes()
+    sd = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    with torch.device("meta"):
+        from transformers import DPTForDepthEstimation
+
+        model = DPTForDepthEstimation(config_for(sd))
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in to_transformers(sd).items()}
+    assert got == want

@@ -10,9 +10,10 @@ They read the files users already have from the lllyasviel/Annotators repository
 * Line art (``sk_model.pth``, coarse: ``sk_model2.pth``): the "informative drawings" ResNet
   generator (3 residual blocks, instance norm) that ControlNet 1.1's line-art model was trained on.
 
+* Depth (``dpt_hybrid-midas-501f0c75.pt``): MiDaS DPT-hybrid, see :mod:`webui.depth`.
+
 Written here instead of importing controlnet_aux: that package imports torchvision and timm at
 start-up, and the PyPI torchvision wheel does not load with a CPU build of torch.
-Depth (MiDaS DPT-hybrid) needs a ViT-hybrid backbone and is not built in.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from .depth import DEPTH_FILE, MidasDepth, depth_map
 from .errors import UserError
 
 FIELD = "controlnet_units"
@@ -262,8 +264,9 @@ MODELS = {
     "lineart": (LineartNet, "sk_model.pth"),
     "lineart_realistic": (LineartNet, "sk_model.pth"),
     "lineart_coarse": (LineartNet, "sk_model2.pth"),
+    "depth": (MidasDepth, DEPTH_FILE),
+    "depth_midas": (MidasDepth, DEPTH_FILE),
 }
-DEPTH_FILE = "dpt_hybrid-midas-501f0c75.pt"
 
 
 def resolve(module: str) -> tuple[str, type, str]:
@@ -273,11 +276,8 @@ def resolve(module: str) -> tuple[str, type, str]:
         m = "openpose"
     if m in MODELS:
         return m, *MODELS[m]
-    if m.startswith("depth"):
-        raise UserError(f"the {module} preprocessor (MiDaS depth, {DEPTH_FILE}) is not built into this app; make "
-                        "a depth map elsewhere and upload it with preprocessor 'none'", field=FIELD)
-    raise UserError(f"the {module} preprocessor is not built in; use openpose, lineart or lineart_coarse, or upload "
-                    "a ready map with preprocessor 'none'", field=FIELD)
+    raise UserError(f"the {module} preprocessor is not built in; use openpose, lineart, lineart_coarse or depth "
+                    "(MiDaS), or upload a ready map with preprocessor 'none'", field=FIELD)
 
 
 def notes(module: str) -> list[str]:
@@ -316,6 +316,8 @@ def load(cls: type, path: Path) -> nn.Module:
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's file
         raise UserError(f"{path.name} in {path.parent} cannot be read ({str(e)[:160]}); download it again from "
                         f"{SOURCE}", field=FIELD) from None
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
+        sd = sd["model"]  # a training checkpoint (MiDaS saves some that way)
     net = cls()
     try:
         if not isinstance(sd, dict):
@@ -336,5 +338,7 @@ def run(cache: AnnotatorCache, module: str, img: Image.Image, resolution: int, s
         scale = min(resolution, 1024) / min(img.size)
         work = img.resize((max(8, round(img.width * scale)), max(8, round(img.height * scale))), Image.LANCZOS)
         return pose_map(detect_bodies(net, work), work.size, size)
+    if isinstance(net, MidasDepth):
+        return depth_map(net, img, resolution).resize(size, Image.BILINEAR)
     return lineart_map(net, img, resolution).resize(size, Image.BILINEAR)
 

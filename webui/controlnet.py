@@ -46,7 +46,7 @@ RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 _RESIZE_ALIASES = {"inner fit (scale to fit)": 1, "outer fit (shrink to fit)": 2, "envelope (outer fit)": 2}
 # Preprocessors offered in the UI; "openpose_full", "lineart_realistic" and other A1111 names are
 # accepted too (annotators.resolve says which ones run here).
-MODULES = ("none", "canny", "openpose", "lineart", "lineart_coarse")
+MODULES = ("none", "canny", "openpose", "lineart", "lineart_coarse", "depth")
 ANNOTATORS_SUBDIR = "annotators"
 FIELD = "controlnet_units"
 
