@@ -295,7 +295,7 @@ class AnnotatorCache:
         self._nets: dict[str, nn.Module] = {}
 
     def get(self, module: str) -> nn.Module:
-        canonical, cls, filename = resolve(module)
+        _, cls, filename = resolve(module)
         path = self.folder / filename
         if not path.is_file():
             raise UserError(f"the {module} preprocessor needs {filename} in {self.folder} (from {SOURCE}); or "
