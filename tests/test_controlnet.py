@@ -42,50 +42,93 @@ def build_tiny_controlnet(family: str, out: Path, name: str) -> None:
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"{name}.safetensors"))
 
 
-def build_tiny_ip_adapter(family: str, folder: Path) -> None:
-    """A tiny CLIP image encoder (diffusers folder) and a random IP-Adapter whose shapes fit
-    the tiny UNet, in the .safetensors layout (image_proj.* / ip_adapter.*) real ones use."""
+def tiny_image_projection(variant: str, cross: int, enc_hidden: int, enc_proj: int) -> dict:
+    """Random `image_proj` weights in the key layout of the real files: "base" (ip-adapter_sd15:
+    linear + norm on the pooled image embedding), "plus" / "plus-face" (the Resampler: 16
+    learned queries, 4 perceiver layers with 64-wide heads, on the encoder's penultimate
+    hidden states) and "full-face" (an MLP on every hidden state)."""
+    def r(*shape):
+        return torch.randn(*shape) * 0.3
+
+    def norm(prefix: str, n: int) -> dict:
+        return {f"{prefix}.weight": torch.ones(n), f"{prefix}.bias": torch.zeros(n)}
+
+    if variant == "base":
+        return {"proj.weight": r(4 * cross, enc_proj), "proj.bias": torch.zeros(4 * cross), **norm("norm", cross)}
+    if variant == "full-face":
+        return {"proj.0.weight": r(enc_hidden, enc_hidden), "proj.0.bias": torch.zeros(enc_hidden),
+                "proj.2.weight": r(cross, enc_hidden), "proj.2.bias": torch.zeros(cross), **norm("proj.3", cross)}
+    dim, inner = 48, 64  # the Resampler's width (768 in SD 1.5 plus, 1280 in SDXL plus) and one 64-wide head
+    sd = {"latents": r(1, 16, dim), "proj_in.weight": r(dim, enc_hidden), "proj_in.bias": torch.zeros(dim),
+          "proj_out.weight": r(cross, dim), "proj_out.bias": torch.zeros(cross), **norm("norm_out", cross)}
+    for i in range(4):
+        p = f"layers.{i}"
+        sd.update({**norm(f"{p}.0.norm1", dim), **norm(f"{p}.0.norm2", dim), f"{p}.0.to_q.weight": r(inner, dim),
+                   f"{p}.0.to_kv.weight": r(2 * inner, dim), f"{p}.0.to_out.weight": r(dim, inner),
+                   **norm(f"{p}.1.0", dim), f"{p}.1.1.weight": r(4 * dim, dim), f"{p}.1.3.weight": r(dim, 4 * dim)})
+    return sd
+
+
+def build_tiny_ip_adapter(family: str, folder: Path, variant: str = "base", name: str | None = None,
+                          suffix: str = ".safetensors", encoder: str = "image_encoder", enc_hidden: int = 32) -> Path:
+    """A tiny CLIP image encoder (diffusers folder `encoder`, written once) and a random
+    IP-Adapter whose shapes fit the tiny UNet and that encoder, as .safetensors
+    (image_proj.* / ip_adapter.*) or as the original .bin ({"image_proj": ..., "ip_adapter": ...})."""
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from webui.tiny_models import build_tiny_pipeline
 
     unet = build_tiny_pipeline(family).unet
-    cross, proj_dim, tokens = unet.config.cross_attention_dim, 16, 4
+    cross = unet.config.cross_attention_dim
+    enc_cfg = CLIPVisionConfig(hidden_size=enc_hidden, intermediate_size=2 * enc_hidden, num_hidden_layers=2,
+                               num_attention_heads=2, image_size=32, patch_size=8, projection_dim=enc_hidden // 2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(11)
-        enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-            patch_size=8, projection_dim=proj_dim))
-        enc.save_pretrained(folder / "image_encoder")
-        sd = {"image_proj.proj.weight": torch.randn(tokens * cross, proj_dim),
-              "image_proj.proj.bias": torch.zeros(tokens * cross),
-              "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+        if not (folder / encoder / "config.json").is_file():
+            CLIPVisionModelWithProjection(enc_cfg).save_pretrained(folder / encoder)
+        sd = {"image_proj": tiny_image_projection(variant, cross, enc_cfg.hidden_size, enc_cfg.projection_dim),
+              "ip_adapter": {}}
         key_id = 1
         blocks = unet.config.block_out_channels
-        for name in unet.attn_processors:
-            if not name.endswith("attn2.processor"):
+        for proc in unet.attn_processors:
+            if not proc.endswith("attn2.processor"):
                 continue
-            if name.startswith("mid_block"):
+            if proc.startswith("mid_block"):
                 hidden = blocks[-1]
-            elif name.startswith("up_blocks"):
-                hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+            elif proc.startswith("up_blocks"):
+                hidden = list(reversed(blocks))[int(proc[len("up_blocks.")])]
             else:
-                hidden = blocks[int(name[len("down_blocks.")])]
-            sd[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.5
-            sd[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.5
+                hidden = blocks[int(proc[len("down_blocks.")])]
+            sd["ip_adapter"][f"{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross) * 0.5
+            sd["ip_adapter"][f"{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross) * 0.5
             key_id += 2
-    save_file(sd, str(folder / f"tiny-ip-{family}.safetensors"))
+    path = folder / f"{name or f'tiny-ip-{family}'}{suffix}"
+    if suffix == ".bin":
+        torch.save(sd, path)
+    else:
+        save_file({f"{part}.{k}": v.contiguous() for part, d in sd.items() for k, v in d.items()}, str(path))
+    return path
+
+
+def sd1_models_dir(tiny_models, tmp_path_factory, name: str) -> Path:
+    """A models folder with the tiny SD1 checkpoint "alpha" and the tiny ControlNet "tiny-cn"."""
+    root = tmp_path_factory.mktemp(name)
+    (root / "Stable-diffusion").mkdir()
+    shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "alpha.safetensors")
+    (root / "ControlNet").mkdir()
+    build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
+    return root
+
+
+def cpu_service(models_dir: Path, tmp_path_factory) -> Service:
+    return Service.create(Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu"))
 
 
 @pytest.fixture(scope="module")
 def models_dir(tiny_models, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cn-models")
-    (root / "Stable-diffusion").mkdir()
-    shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "alpha.safetensors")
+    root = sd1_models_dir(tiny_models, tmp_path_factory, "cn-models")
     shutil.copy(tiny_models["sdxl"].file, root / "Stable-diffusion" / "xl.safetensors")
-    (root / "ControlNet").mkdir()
-    build_tiny_controlnet("sd1", root / "ControlNet", "tiny-cn")
     build_tiny_controlnet("sdxl", root / "ControlNet", "tiny-cn-xl")
     (root / "ipadapter").mkdir()
     build_tiny_ip_adapter("sd1", root / "ipadapter")
@@ -94,8 +137,7 @@ def models_dir(tiny_models, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(models_dir, tmp_path_factory) -> Service:
-    s = Settings(models_dir=models_dir, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu")
-    return Service.create(s)
+    return cpu_service(models_dir, tmp_path_factory)
 
 
 def edges_image(size=(64, 64)) -> Image.Image:
@@ -331,3 +373,39 @@ def test_requests_with_units_never_share_a_batch(service):
     assert batch_key(service.request(dict(prompt="a", width=64, height=64, controlnet_units=[unit()]))) is None
     assert batch_key(service.request(dict(prompt="a", width=64, height=64,
                                           ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref()}]))) is None
+
+
+HIRES = dict(enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos", hr_denoising_strength=0.7, hr_second_pass_steps=2)
+
+
+def test_hires_fix_keeps_the_units(service):
+    plain = gen(service, **HIRES).images[0]
+    zero = gen(service, units=[unit(weight=0.0)], **HIRES).images[0]
+    strong = gen(service, units=[unit(weight=1.5)], **HIRES)
+    assert plain.size == strong.images[0].size == (96, 96)
+    assert np.abs(px(plain) - px(zero)).max() <= 1
+    assert np.abs(px(plain) - px(strong.images[0])).mean() > 2
+    assert "ControlNet 0" in strong.infotexts[0] and "Hires upscale: 1.5" in strong.infotexts[0]
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "Latent"])
+def test_hires_pass_itself_follows_the_unit(service, upscaler):
+    """The same first-pass latents into the hires pass: only the pass's ControlNet differs."""
+    from webui import hires, tasks
+    from webui.jobs import Job
+
+    manager = service.manager
+    model = manager.ensure_model("alpha")
+    out = {}
+    for weight in (None, 0.0, 1.5):
+        units = [] if weight is None else [unit(weight=weight, module="canny")]
+        req = service.request(dict(prompt="portrait", seed=3, steps=2, width=64, height=64, sampler_name="Euler",
+                                   controlnet_units=units, **{**HIRES, "hr_upscaler": upscaler}))
+        control = controlnet.prepare_control(manager.controlnets, req.controlnet_units, model.pipe.unet.config,
+                                             tasks.prepare(req, model))
+        latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.3  # a latent's usual scale
+        embeds = manager.embeds(model, None, req.prompt, req.negative_prompt, 1, req.clip_skip, [])
+        out[weight] = hires.second_pass(manager, model, req, latents, [3], embeds, Job(), [], {}, control)[0]
+    assert out[None].size == (96, 96)
+    assert np.abs(px(out[None]) - px(out[0.0])).max() <= 1
+    assert np.abs(px(out[None]) - px(out[1.5])).mean() > 2

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import annotators
 from .catalog import resolve_inside
 from .errors import UserError
 from .images import decode_base64_image
@@ -43,13 +44,9 @@ CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more 
 # Same order as tasks.resize_image's modes; the names the A1111 ControlNet extension uses.
 RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 _RESIZE_ALIASES = {"inner fit (scale to fit)": 1, "outer fit (shrink to fit)": 2, "envelope (outer fit)": 2}
-# Preprocessors needing annotator weights: module prefix -> (controlnet_aux class, files it needs).
-WEIGHT_PREPROCESSORS = {
-    "openpose": ("OpenposeDetector", ("body_pose_model.pth",)),
-    "depth": ("MidasDetector", ("dpt_hybrid-midas-501f0c75.pt",)),
-    "lineart": ("LineartDetector", ("sk_model.pth", "sk_model2.pth")),
-}
-MODULES = ("none", "canny") + tuple(WEIGHT_PREPROCESSORS)
+# Preprocessors offered in the UI; "openpose_full", "lineart_realistic" and other A1111 names are
+# accepted too (annotators.resolve says which ones run here).
+MODULES = ("none", "canny", "openpose", "lineart", "lineart_coarse", "depth")
 ANNOTATORS_SUBDIR = "annotators"
 FIELD = "controlnet_units"
 
@@ -119,14 +116,14 @@ def _option(d: dict, key: str, default: int, options, n: int, aliases=None) -> i
 
 
 def module_kind(module: str) -> str:
-    """'none', 'canny' or a weight-needing family ('openpose_full' -> 'openpose')."""
+    """'none', 'canny' or 'annotator' (a preprocessor with weights); a UserError for one not built in."""
     m = (module or "none").strip().lower()
     if m in ("none", "", "no preprocessor"):
         return "none"
-    for kind in MODULES:
-        if m == kind or m.startswith(kind + "_") or (kind == "depth" and m.startswith("depth")):
-            return kind
-    raise UserError(f"unknown ControlNet preprocessor {module!r}; use one of {', '.join(MODULES)}", field=FIELD)
+    if m == "canny":
+        return "canny"
+    annotators.resolve(m)
+    return "annotator"
 
 
 def _image(v, n: int) -> Image.Image | None:
@@ -373,6 +370,7 @@ class ControlNetCache:
     def __init__(self, models_dir: Path, device: torch.device, dtype: torch.dtype, size: int = MAX_UNITS):
         self.models_dir, self.device, self.dtype, self.size = Path(models_dir), device, dtype, size
         self._items: OrderedDict[tuple, object] = OrderedDict()
+        self.annotators = annotators.AnnotatorCache(controlnet_dir(models_dir) / ANNOTATORS_SUBDIR, device)
 
     def get(self, name: str, unet_config) -> tuple[object, str]:
         label, source = find_model(self.models_dir, name)
@@ -402,24 +400,7 @@ def canny(img: Image.Image, low: float, high: float) -> Image.Image:
     return Image.fromarray(edges).convert("RGB")
 
 
-def _weight_preprocessor(kind: str, module: str, img: Image.Image, models_dir: Path, res: int) -> Image.Image:
-    cls_name, files = WEIGHT_PREPROCESSORS[kind]
-    folder = controlnet_dir(models_dir) / ANNOTATORS_SUBDIR
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        raise UserError(f"the {module} preprocessor needs {', '.join(missing)} in {folder} (from the "
-                        "lllyasviel/Annotators repository) and the controlnet_aux package. Or choose "
-                        f"preprocessor 'none' and upload a ready {kind} map.", field=FIELD)
-    try:
-        import controlnet_aux
-    except ImportError:
-        raise UserError(f"the {module} preprocessor needs the controlnet_aux package (pip install controlnet_aux); "
-                        f"or choose preprocessor 'none' and upload a ready {kind} map", field=FIELD) from None
-    detector = getattr(controlnet_aux, cls_name).from_pretrained(str(folder))
-    return detector(img, detect_resolution=res, image_resolution=res).convert("RGB")
-
-
-def control_image(unit: ControlUnit, width: int, height: int, models_dir: Path,
+def control_image(unit: ControlUnit, width: int, height: int, annotator_cache: annotators.AnnotatorCache,
                   region: tuple[int, int, int, int] | None = None,
                   original_size: tuple[int, int] | None = None) -> Image.Image:
     """The map the ControlNet sees, at the pipeline's width x height."""
@@ -436,9 +417,8 @@ def control_image(unit: ControlUnit, width: int, height: int, models_dir: Path,
     kind = module_kind(unit.module)
     if kind == "canny":
         return canny(img, unit.threshold_a, unit.threshold_b)
-    if kind in WEIGHT_PREPROCESSORS:
-        return _weight_preprocessor(kind, unit.module, img, models_dir, unit.processor_res).resize(
-            (width, height), Image.LANCZOS)
+    if kind == "annotator":
+        return annotators.run(annotator_cache, unit.module, img, unit.processor_res, (width, height))
     return img
 
 
@@ -487,7 +467,8 @@ class Control:
         return self.nets[0] if len(self.nets) == 1 else self.nets
 
 
-def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes=None) -> Control | None:
+def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes=None,
+                    warnings: list[str] | None = None) -> Control | None:
     """Load each unit's model (cached) and make its control image at the pipeline's size."""
     if not units:
         return None
@@ -499,7 +480,16 @@ def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes
         if hashes is not None and isinstance(source, Path) and source.is_file():
             label = f"{label} [{hashes.sha256(source)[:8]}]"
         nets.append(net)
-        images.append(control_image(unit, prepared.width, prepared.height, cache.models_dir,
+        images.append(control_image(unit, prepared.width, prepared.height, cache.annotators,
                                     prepared.region, original_size))
+        if warnings is not None:
+            warnings += [n for n in annotators.notes(unit.module) if n not in warnings]
         params[f"ControlNet {n}"] = unit.infotext(label)
     return Control(nets, images, params)
+
+
+def hires_kwargs(cache: ControlNetCache, units, cls_name: str, size: tuple[int, int], warnings: list[str]) -> dict:
+    """Pipeline arguments for the hires fix pass: the same units, each map made again at the
+    hires size (as the A1111 ControlNet extension does), so edges and skeletons stay sharp."""
+    images = [control_image(u, size[0], size[1], cache.annotators) for u in units]
+    return pipeline_kwargs(cls_name, units, images, warnings)

@@ -577,7 +577,7 @@ class PipelineManager:
         infotexts: list[str] = []
         done_seeds: list[int] = []
         control = controlnet.prepare_control(self.controlnets, req.controlnet_units, model.pipe.unet.config,
-                                             prepared, self.catalog.hashes)
+                                             prepared, self.catalog.hashes, warnings)
         out_of_memory = False
         try:
             for b in range(req.n_iter):
@@ -625,7 +625,7 @@ class PipelineManager:
                     if hires.wanted(req) and not job.stop_requested:
                         with stage_peak(self.device, memory, "hires"):
                             decoded = hires.second_pass(self, model, req, latents, batch_seeds, embeds, job,
-                                                        warnings, timings)
+                                                        warnings, timings, control)
                 if job.cut_short and not job.interrupted:
                     continue  # Skip: this batch's unfinished pictures are dropped, the next batch starts
                 # Interrupt keeps the picture it stopped (the sampler's denoised estimate where it has one),

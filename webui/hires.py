@@ -155,9 +155,10 @@ def upscale_pixels(images: list[Image.Image], name: str, size: tuple[int, int], 
 
 
 def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], embeds: dict, job,
-                warnings: list[str], timings: dict) -> list[Image.Image]:
-    """Upscale one batch's first-pass latents and repaint them; returns the final images."""
-    from . import tasks  # (tasks imports request, which imports this module)
+                warnings: list[str], timings: dict, control=None) -> list[Image.Image]:
+    """Upscale one batch's first-pass latents and repaint them; returns the final images.
+    `control` (controlnet.Control of the first pass): its units steer this pass too."""
+    from . import controlnet, tasks  # (tasks imports request, which imports this module)
 
     up, out = target_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
     steps = req.hr_second_pass_steps or req.steps
@@ -200,7 +201,11 @@ def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], emb
         prepared = tasks.Prepared("img2img", tasks._CLASSES[("img2img", model.is_sdxl, False)],
                                   width=out[0], height=out[1])
         extra = {}
-    pipe = tasks.task_pipeline(model, prepared, scheduler, vae=engine.request_vae(model))  # the request's VAE
+    pipe = tasks.task_pipeline(model, prepared, scheduler, vae=engine.request_vae(model),  # the request's VAE
+                               controlnet=control.net if control else None)
+    if control:
+        extra.update(controlnet.hires_kwargs(engine.controlnets, req.controlnet_units, pipe.__class__.__name__, out,
+                                             warnings))
     prompt = req.hr_prompt or req.prompt
     negative = req.hr_negative_prompt or req.negative_prompt
     if (prompt, negative) != (req.prompt, req.negative_prompt):

@@ -1,16 +1,30 @@
 """IP-Adapter: reference images that carry a face or a style into the generation.
 
 Adapters are files in ``models/ipadapter`` (``.safetensors`` with ``image_proj.*`` and
-``ip_adapter.*`` keys, or the original ``.bin``); their CLIP image encoder is the diffusers
-folder ``models/ipadapter/<adapter name>_image_encoder`` when present, else
-``models/ipadapter/image_encoder``. The adapter is loaded into the shared UNet for one request
-only and the UNet's attention processors are put back afterwards, so a request without
-reference images runs the plain UNet and costs nothing extra.
+``ip_adapter.*`` keys, or the original ``.bin``). Their image projection says which variant
+they are and what they read from the CLIP image encoder:
+
+* ip-adapter_sd15 / _sdxl (and light): a linear projection of the pooled image embedding;
+* ip-adapter-plus / plus-face (SD 1.5 and SDXL): the Resampler, on the encoder's penultimate
+  hidden states;
+* ip-adapter-full-face_sd15: an MLP on those hidden states.
+
+Face ID adapters need insightface face embeddings and are refused by name.
+
+The image encoder is a diffusers folder: ``models/ipadapter/<adapter name>_image_encoder``,
+``models/ipadapter/image_encoder``, any other folder in ``models/ipadapter``, or the encoders
+of h94/IP-Adapter in the local Hub cache -- the first whose width fits what the adapter reads
+(ViT-H for SD 1.5 and the "vit-h" SDXL adapters, ViT-bigG for the other SDXL ones).
+
+The adapter is loaded into the shared UNet for one request only and the UNet's attention
+processors are put back afterwards, so a request without reference images runs the plain
+UNet and costs nothing extra.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,6 +40,8 @@ from .images import decode_base64_image
 
 FIELD = "ip_adapters"
 MAX_ADAPTERS = 3
+# Image encoders of the h94/IP-Adapter repository, used when they are in the local Hub cache.
+HUB_ENCODERS = (("h94/IP-Adapter", "models/image_encoder"), ("h94/IP-Adapter", "sdxl_models/image_encoder"))
 
 
 @dataclass(frozen=True)
@@ -154,15 +170,11 @@ class IPAdapterCache:
         self._items.move_to_end(key)
         return self._items[key], path
 
-    def encoder(self, adapter_path: Path):
+    def encoder(self, adapter_path: Path, sd: dict):
         from transformers import CLIPVisionModelWithProjection
 
-        folder = adapter_dir(self.models_dir)
-        own = folder / f"{adapter_path.stem}_image_encoder"
-        enc_dir = own if (own / "config.json").is_file() else folder / "image_encoder"
-        if not (enc_dir / "config.json").is_file():
-            raise UserError(f"IP-Adapter {adapter_path.stem} needs its CLIP image encoder: put the diffusers folder "
-                            f"(config.json + weights) at {folder / 'image_encoder'} or {own}", field=FIELD)
+        attr, width = image_input(adapter_path.stem, sd)
+        enc_dir = find_encoder(adapter_dir(self.models_dir), adapter_path.stem, attr, width)
         key = f"encoder:{enc_dir}"
         if key not in self._items:
             try:
@@ -172,6 +184,55 @@ class IPAdapterCache:
             self._keep(key, enc.to(self.device).eval())
         self._items.move_to_end(key)
         return self._items[key]
+
+
+def image_input(name: str, sd: dict) -> tuple[str, int]:
+    """What the adapter's image projection reads from the encoder: ("projection_dim", n) for
+    the pooled image embedding, ("hidden_size", n) for the penultimate hidden states."""
+    proj = sd["image_proj"]
+    if "perceiver_resampler.proj_in.weight" in proj or ("norm.weight" in proj and "proj.0.weight" in proj):
+        raise UserError(f"IP-Adapter {name} is a Face ID adapter, which needs insightface face embeddings; use "
+                        "ip-adapter-plus-face or ip-adapter-full-face instead", field=FIELD)
+    if "proj.weight" in proj:  # base / light: linear + norm
+        return "projection_dim", proj["proj.weight"].shape[1]
+    if "proj.0.weight" in proj and "proj.3.weight" in proj:  # full-face: MLP
+        return "hidden_size", proj["proj.0.weight"].shape[1]
+    if "latents" in proj and "proj_in.weight" in proj:  # plus / plus-face: Resampler
+        return "hidden_size", proj["proj_in.weight"].shape[1]
+    raise UserError(f"IP-Adapter {name} has an image projection of a kind this app does not know", field=FIELD)
+
+
+def _encoder_candidates(folder: Path, stem: str) -> list[Path]:
+    own, shared = folder / f"{stem}_image_encoder", folder / "image_encoder"
+    found = [own, shared]
+    if folder.is_dir():
+        found += sorted(p for p in folder.iterdir() if p.is_dir() and p not in (own, shared))
+    from huggingface_hub import try_to_load_from_cache
+
+    for repo, sub in HUB_ENCODERS:
+        cached = try_to_load_from_cache(repo, f"{sub}/config.json")
+        if isinstance(cached, str):
+            found.append(Path(cached).parent)
+    return [p for p in found if (p / "config.json").is_file()]
+
+
+def find_encoder(folder: Path, stem: str, attr: str, width: int) -> Path:
+    """The first image encoder folder whose config has `attr` == `width`."""
+    seen = []
+    for candidate in _encoder_candidates(folder, stem):
+        try:
+            value = json.loads((candidate / "config.json").read_text()).get(attr)
+        except (OSError, ValueError):
+            continue
+        if value == width:
+            return candidate
+        seen.append(f"{candidate.name} ({attr} {value})")
+    what = "image embedding size" if attr == "projection_dim" else "hidden size"
+    have = f"; found {', '.join(seen)}" if seen else ""
+    raise UserError(f"IP-Adapter {stem} needs a CLIP image encoder with {what} {width} (ViT-H: h94/IP-Adapter "
+                    "models/image_encoder for SD 1.5 and 'vit-h' SDXL adapters; ViT-bigG: sdxl_models/image_encoder "
+                    f"for the other SDXL ones): put its diffusers folder (config.json + weights) at "
+                    f"{folder / 'image_encoder'} or {folder / (stem + '_image_encoder')}{have}", field=FIELD)
 
 
 @contextlib.contextmanager
@@ -186,7 +247,7 @@ def applied(cache: IPAdapterCache, pipe, refs, unet_config):
     loaded = [cache.adapter(r.model) for r in refs]
     for r, (sd, _) in zip(refs, loaded):
         check_family(r.model, sd, unet_config)
-    encoders = {id(e): e for e in (cache.encoder(path) for _, path in loaded)}
+    encoders = {id(e): e for e in (cache.encoder(path, sd) for sd, path in loaded)}
     if len(encoders) > 1:
         raise UserError("these IP-Adapters need different image encoders; use adapters that share one", field=FIELD)
     encoder = next(iter(encoders.values()))
@@ -208,6 +269,8 @@ def applied(cache: IPAdapterCache, pipe, refs, unet_config):
         unet.to(cache.device)
         yield {"ip_adapter_image": [r.image.convert("RGB") for r in refs]}
     finally:
-        unet.set_attn_processor(saved_procs)
+        # The projection first: a Resampler holds attention layers of its own, which
+        # set_attn_processor would otherwise count among the UNet's.
         unet.encoder_hid_proj = saved_proj
         unet.config.encoder_hid_dim_type = saved_type
+        unet.set_attn_processor(saved_procs)
