@@ -22,8 +22,9 @@ def _thumbnails(library: dict) -> list:
     return [(poses.render_pose(p, 96, 128), p.name) for p in library.values()]
 
 
-def controlnet_accordion(tab: str, service) -> dict:
-    """Widgets keyed `controlnet_<n>_<field>`, in the order the endpoint takes them."""
+def controlnet_accordion(tab: str, service, note: str | None = None) -> dict:
+    """Widgets keyed `controlnet_<n>_<field>`, in the order the endpoint takes them; `note`:
+    an i18n key of a line about how this tab uses the units."""
     models_dir = service.settings.models_dir
     library, problems = poses.load_poses()
     for p in problems:  # shown once in the log; a bad pose file never stops the UI
@@ -33,9 +34,12 @@ def controlnet_accordion(tab: str, service) -> dict:
     keys = list(library)
     out: dict = {}
     with gr.Accordion(t("controlnet_title"), open=False, elem_id=f"{tab}_controlnet"):
+        gr.Markdown(t("controlnet_help"), elem_id=f"{tab}_controlnet_help")
+        if note:
+            gr.Markdown(t(note), elem_id=f"{tab}_controlnet_note")
         with gr.Tabs():
             for n in range(controlnet.MAX_UNITS):
-                with gr.Tab(f"Unit {n}"):
+                with gr.Tab(t(f"controlnet_unit_{n}"), elem_id=f"{tab}_cn{n}_tab"):
                     w = {}
                     w["enabled"] = gr.Checkbox(False, label=t("controlnet_enable"), elem_id=f"{tab}_cn{n}_enabled")
                     with gr.Row():

@@ -52,7 +52,7 @@ def build(service, shared) -> Controls:
                                        elem_id=f"inpaint_outpaint_{side}")
                              for side in ("left", "right", "top", "bottom")]
             s = sampling_controls("inpaint", limits)
-            cn = controlnet_accordion("inpaint", service)
+            cn = controlnet_accordion("inpaint", service, note="controlnet_inpaint_note")
         with gr.Column(scale=1):
             gallery, info, state = results_panel("inpaint")
             send, selected = send_row("inpaint", gallery)
