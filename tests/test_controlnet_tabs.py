@@ -4,6 +4,7 @@ Info, History) puts an infotext's units back into the target tab's accordion."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -87,6 +88,31 @@ def test_img2img_and_inpaint_endpoints_take_controlnet_units(ui, service, tmp_pa
 
             outside = np.asarray(blur_mask(square_mask((80, 64)), 4)) == 0
             assert np.abs(strong - px(picture((80, 64))))[outside].max() <= 1
+
+
+def test_rest_img2img_inpaint_takes_alwayson_controlnet(ui, tmp_path):
+    import base64
+    import io
+
+    import httpx
+
+    _, url = ui
+
+    def b64(img):
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    body = dict(prompt="portrait", steps=2, width=64, height=64, seed=5, sampler_name="Euler",
+                init_images=[b64(picture((80, 64)))], mask=b64(square_mask((80, 64))), inpaint_full_res=True,
+                denoising_strength=0.9, override_settings={"sd_model_checkpoint": "alpha"},
+                alwayson_scripts={"controlnet": {"args": [
+                    {"enabled": True, "image": b64(edges_image((80, 64))), "module": "canny", "model": "tiny-cn",
+                     "weight": 1.5, "guidance_start": 0.0, "guidance_end": 1.0}]}})
+    r = httpx.post(url.rstrip("/") + "/sdapi/v1/img2img", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    text = json.loads(r.json()["info"])["infotexts"][0]
+    assert "ControlNet 0" in text and "Module: canny" in text and "Inpaint area: Only masked" in text
 
 
 # ---- "only masked": the control map follows the crop -----------------------------------------
