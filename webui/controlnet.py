@@ -403,16 +403,20 @@ def canny(img: Image.Image, low: float, high: float) -> Image.Image:
 def control_image(unit: ControlUnit, width: int, height: int, annotator_cache: annotators.AnnotatorCache,
                   region: tuple[int, int, int, int] | None = None,
                   original_size: tuple[int, int] | None = None) -> Image.Image:
-    """The map the ControlNet sees, at the pipeline's width x height."""
-    if unit.image is None:
-        from .poses import render_by_key
-
-        return render_by_key(unit.pose, width, height)
-    img = unit.image.convert("RGB")
-    if region is not None and original_size is not None and img.size == original_size:
-        img = img.crop(region)  # "only masked" inpaint: the same crop as the picture
+    """The map the ControlNet sees, at the pipeline's width x height. Inpaint (`region` of the
+    `original_size` picture): the map covers the whole picture and the model sees the same
+    part of it as of the picture -- with "only masked", the crop around the mask."""
+    from .poses import render_by_key
     from .tasks import resize_image  # (tasks imports request, which imports this module)
 
+    inpaint = region is not None and original_size is not None
+    if unit.image is None:
+        if not inpaint:
+            return render_by_key(unit.pose, width, height)
+        return render_by_key(unit.pose, *original_size).crop(region).resize((width, height), Image.LANCZOS)
+    img = unit.image.convert("RGB")
+    if inpaint:
+        img = resize_image(img, *original_size, unit.resize_mode).crop(region)
     img = resize_image(img, width, height, unit.resize_mode)
     kind = module_kind(unit.module)
     if kind == "canny":

@@ -207,6 +207,14 @@ EN: dict[str, str] = {
     "controlnet_control_mode": "Control mode",
     "controlnet_canny_low": "Canny low threshold",
     "controlnet_canny_high": "Canny high threshold",
+    "controlnet_unit_0": "Unit 0",
+    "controlnet_unit_1": "Unit 1",
+    "controlnet_unit_2": "Unit 2",
+    "controlnet_help": "Up to three units at once. \"Send to\" and PNG Info restore each unit's settings; "
+                       "the control image is not stored in the picture, so add it again (a pose from the "
+                       "library comes back by name).",
+    "controlnet_inpaint_note": "The control image covers the whole picture; with \"Only masked\" the model "
+                               "sees the same crop of it as of the picture.",
     "ip_adapter_title": "IP-Adapter (reference image)",
     "ip_adapter_image": "Reference face or style",
     "ip_adapter_model": "IP-Adapter model",
@@ -429,6 +437,12 @@ ZH: dict[str, str] = {
     "controlnet_control_mode": "控制模式",
     "controlnet_canny_low": "Canny 低阈值",
     "controlnet_canny_high": "Canny 高阈值",
+    "controlnet_unit_0": "单元 0",
+    "controlnet_unit_1": "单元 1",
+    "controlnet_unit_2": "单元 2",
+    "controlnet_help": "最多同时使用三个单元。“发送到”和 PNG 信息会恢复每个单元的设置；控制图不保存在图片中，"
+                       "需要重新添加（姿势库中的姿势会按名称恢复）。",
+    "controlnet_inpaint_note": "控制图对应整张图片；选择“Only masked”（仅蒙版区域）时，模型看到的是控制图中与图片相同的裁切部分。",
     "ip_adapter_title": "IP-Adapter（参考图）",
     "ip_adapter_image": "参考面孔或风格",
     "ip_adapter_model": "IP-Adapter 模型",

@@ -46,6 +46,8 @@ class Controls:
     selected: gr.State | None = None
     # The tab's input picture, for tabs that take one (what "Send to" fills)
     image: gr.components.Component | None = None
+    # The ControlNet / IP-Adapter accordion's widgets by parameter name (controlnet_panel)
+    controlnet: dict = field(default_factory=dict)
 
 
 def prompt_row(tab: str, service=None) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
@@ -226,12 +228,19 @@ def send_row(tab: str, gallery: gr.Gallery, targets=("img2img", "inpaint")) -> t
     return buttons, selected
 
 
-def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image) -> None:
+def warn_left_unchanged(skipped: list[str]) -> None:
+    """One warning for the settings a "send to" could not put into this UI."""
+    if skipped:
+        gr.Warning("Not available here, left unchanged: " + "; ".join(skipped))
+
+
+def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image, models_dir=None) -> None:
     """Called by the target tab once its controls exist: every source tab's "Send to <target>"
     button puts the picked gallery image into the target's input (`fill_image(path)` gives the
-    component value), fills its prompt and settings from the image's infotext, and opens it.
-    Nothing here touches the model."""
+    component value), fills its prompt, settings and ControlNet units from the image's
+    infotext, and opens it. Nothing here touches the model."""
     from ..infotext import infotext_to_fields
+    from .controlnet_panel import restore_updates
 
     for src in sources:
         if src is None or target not in src.send:
@@ -247,16 +256,18 @@ def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image
             path = getattr(path, "path", None) or (path.get("path") if isinstance(path, dict) else path)
             infos = (state or {}).get("infotexts") or []
             f = infotext_to_fields(infos[index]) if index < len(infos) else {}
+            units, skipped = restore_updates(f, dest.controlnet, models_dir)
+            warn_left_unchanged(skipped)
             keep = gr.update()
             return (fill_image(path), f.get("prompt", keep), f.get("negative_prompt", keep),
                     f.get("sampler_name", keep), f.get("scheduler", keep), f.get("steps", keep),
                     f.get("cfg_scale", keep), f.get("seed", keep), f.get("width", keep), f.get("height", keep),
-                    gr.Tabs(selected=target))
+                    *units, gr.Tabs(selected=target))
 
         src.send[target].click(
             send, [src.gallery, src.selected, src.info_state],
             [dest.image, dest.prompt, dest.negative_prompt, dest.sampler_name, dest.scheduler, dest.steps,
-             dest.cfg_scale, dest.seed, dest.width, dest.height, tabs], **PRIVATE)
+             dest.cfg_scale, dest.seed, dest.width, dest.height, *dest.controlnet.values(), tabs], **PRIVATE)
 
 
 def wire_seed_buttons(c: Controls, dice: gr.Button, reuse: gr.Button) -> None:

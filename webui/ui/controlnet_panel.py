@@ -10,6 +10,7 @@ import inspect
 import gradio as gr
 
 from .. import controlnet, ipadapter, poses
+from ..errors import UserError
 from ..i18n import t
 from .common import PRIVATE
 
@@ -21,8 +22,9 @@ def _thumbnails(library: dict) -> list:
     return [(poses.render_pose(p, 96, 128), p.name) for p in library.values()]
 
 
-def controlnet_accordion(tab: str, service) -> dict:
-    """Widgets keyed `controlnet_<n>_<field>`, in the order the endpoint takes them."""
+def controlnet_accordion(tab: str, service, note: str | None = None) -> dict:
+    """Widgets keyed `controlnet_<n>_<field>`, in the order the endpoint takes them; `note`:
+    an i18n key of a line about how this tab uses the units."""
     models_dir = service.settings.models_dir
     library, problems = poses.load_poses()
     for p in problems:  # shown once in the log; a bad pose file never stops the UI
@@ -32,9 +34,12 @@ def controlnet_accordion(tab: str, service) -> dict:
     keys = list(library)
     out: dict = {}
     with gr.Accordion(t("controlnet_title"), open=False, elem_id=f"{tab}_controlnet"):
+        gr.Markdown(t("controlnet_help"), elem_id=f"{tab}_controlnet_help")
+        if note:
+            gr.Markdown(t(note), elem_id=f"{tab}_controlnet_note")
         with gr.Tabs():
             for n in range(controlnet.MAX_UNITS):
-                with gr.Tab(f"Unit {n}"):
+                with gr.Tab(t(f"controlnet_unit_{n}"), elem_id=f"{tab}_cn{n}_tab"):
                     w = {}
                     w["enabled"] = gr.Checkbox(False, label=t("controlnet_enable"), elem_id=f"{tab}_cn{n}_enabled")
                     with gr.Row():
@@ -87,6 +92,85 @@ def controlnet_accordion(tab: str, service) -> dict:
                 out["ip_adapter_weight"] = gr.Slider(0, 2, value=0.7, step=0.05, label=t("ip_adapter_weight"),
                                                      elem_id=f"{tab}_ip_weight")
     return out
+
+
+# What a unit's widgets hold when its infotext entry leaves a setting out (parse_units' defaults).
+_RESTORE_DEFAULTS = {"module": "none", "pose": "", "weight": 1.0, "guidance_start": 0.0, "guidance_end": 1.0,
+                     "control_mode": 0, "resize_mode": 1, "threshold_a": 100.0, "threshold_b": 200.0}
+
+
+def _unit_widget_values(n: int, unit: dict, widgets: dict, models: list[str]) -> tuple[dict, list[str]]:
+    """One infotext unit (controlnet.units_from_infotext) -> gr.update()s by widget name, and
+    what this UI cannot show."""
+    out, skipped = {f"controlnet_{n}_enabled": gr.update(value=True)}, []
+    d = {**_RESTORE_DEFAULTS, **{k: v for k, v in unit.items() if v not in (None, "")}}
+    name = str(unit.get("model") or "").strip()
+    if name.endswith("]") and " [" in name:  # "name [hash]" as the infotext writes it
+        name = name[: name.rindex(" [")]
+    if name in models:
+        # The model list may have grown since the page was built (the 🔄 button): offer it anew.
+        out[f"controlnet_{n}_model"] = gr.update(choices=["None"] + models, value=name)
+    else:
+        skipped.append(f"ControlNet {n} model {name!r} (not in the ControlNet models folder)")
+    module = str(d["module"]).strip()
+    try:
+        module = module if module in controlnet.MODULES else controlnet.module_kind(module)
+        out[f"controlnet_{n}_module"] = gr.update(value=module)
+    except UserError:
+        skipped.append(f"ControlNet {n} preprocessor {module!r}")
+    for field_name, options in (("control_mode", controlnet.CONTROL_MODES), ("resize_mode", controlnet.RESIZE_MODES)):
+        try:  # the parser the request uses: names, A1111's aliases or indices
+            i = controlnet._option(d, field_name, _RESTORE_DEFAULTS[field_name], options, n,
+                                   controlnet._RESIZE_ALIASES if field_name == "resize_mode" else None)
+            out[f"controlnet_{n}_{field_name}"] = gr.update(value=options[i])
+        except UserError:
+            skipped.append(f"ControlNet {n} {field_name.replace('_', ' ')} {d[field_name]!r}")
+    for field_name in ("weight", "guidance_start", "guidance_end", "threshold_a", "threshold_b"):
+        widget = widgets.get(f"controlnet_{n}_{field_name}")
+        try:
+            value = float(d[field_name])
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and value == -1 and field_name.startswith("threshold"):
+            value = _RESTORE_DEFAULTS[field_name]  # A1111's "the preprocessor's default"
+        lo, hi = getattr(widget, "minimum", None), getattr(widget, "maximum", None)
+        if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
+            skipped.append(f"ControlNet {n} {field_name.replace('_', ' ')} {d[field_name]!r}")
+        else:
+            out[f"controlnet_{n}_{field_name}"] = gr.update(value=value)
+    pose = str(d["pose"])
+    choices = [v for _, v in (getattr(widgets.get(f"controlnet_{n}_pose"), "choices", None) or [])]
+    if not pose or pose in choices:
+        out[f"controlnet_{n}_pose"] = gr.update(value=pose)
+    else:
+        skipped.append(f"ControlNet {n} pose {pose!r} (not in the pose library)")
+    return out, skipped
+
+
+def restore_updates(fields: dict, widgets: dict, models_dir) -> tuple[list, list[str]]:
+    """"Send to": gr.update()s, in the order of `widgets` (this accordion's widgets by name),
+    that put an infotext's ControlNet units (fields["controlnet_units"], from
+    infotext_to_fields) into the units: unit n gets the n-th entry's settings and is switched
+    on; the units after them are switched off when the text is a full infotext (one naming
+    the steps), since the picture was made without them. The control image is not in an
+    infotext, so the image widgets are left as they are. Also returns what could not be set
+    (a model not installed here, a preprocessor this UI lacks), for one warning."""
+    units = list(fields.get("controlnet_units") or [])
+    updates = {name: gr.update() for name in widgets}
+    skipped: list[str] = []
+    if not units and "steps" not in fields:
+        return list(updates.values()), skipped
+    models = controlnet.list_models(models_dir) if units else []
+    for n in range(controlnet.MAX_UNITS):
+        if n < len(units):
+            values, problems = _unit_widget_values(n, units[n], widgets, models)
+            updates.update({k: v for k, v in values.items() if k in updates})
+            skipped += problems
+        elif f"controlnet_{n}_enabled" in updates:
+            updates[f"controlnet_{n}_enabled"] = gr.update(value=False)
+    if len(units) > controlnet.MAX_UNITS:
+        skipped.append(f"ControlNet units after the first {controlnet.MAX_UNITS}")
+    return list(updates.values()), skipped
 
 
 def adapters_from_values(values: dict) -> list[dict]:

@@ -15,7 +15,8 @@ from ..errors import UserError
 from ..image_meta import read_infotext
 from ..infotext import infotext_to_fields
 from ..i18n import t
-from .common import PRIVATE, session_of
+from .common import PRIVATE, session_of, warn_left_unchanged
+from .controlnet_panel import restore_updates
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -133,7 +134,7 @@ def build(service, shared):
             if controls is None:
                 continue  # that tab is not in this build
             button = gr.Button(f"Send to {label}", elem_id=f"history_send_to_{tab_id}", size="sm")
-            _wire_send(button, tab_id, controls, shared, selected)
+            _wire_send(button, tab_id, controls, shared, selected, service.settings.models_dir)
 
 
 def fields_for(infotext: str) -> dict:
@@ -143,11 +144,12 @@ def fields_for(infotext: str) -> dict:
     return infotext_to_fields(infotext)
 
 
-def _wire_send(button, tab_id: str, controls, shared, selected) -> None:
+def _wire_send(button, tab_id: str, controls, shared, selected, models_dir) -> None:
     targets = [(name, getattr(controls, name)) for name in SEND_FIELDS
                if isinstance(getattr(controls, name, None), gr.components.Component)]
     image = image_control(controls) if tab_id != "txt2img" else None
-    outputs = [c for _, c in targets] + ([image] if image is not None else [])
+    units = dict(getattr(controls, "controlnet", None) or {})
+    outputs = [c for _, c in targets] + list(units.values()) + ([image] if image is not None else [])
     tabs = getattr(shared, "tabs", None)
     if tabs is not None:
         outputs.append(tabs)
@@ -158,6 +160,9 @@ def _wire_send(button, tab_id: str, controls, shared, selected) -> None:
             gr.Warning("Select an image first")
         fields = fields_for(sel.get("infotext") or "")
         values = [fields[name] if name in fields else gr.skip() for name, _ in targets]
+        unit_values, skipped = restore_updates(fields, units, models_dir)
+        warn_left_unchanged(skipped)
+        values += unit_values
         if image is not None:
             values.append(sel.get("image") if sel.get("image") is not None else gr.skip())
         if tabs is not None:

@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
+from .controlnet_panel import controlnet_accordion, with_controlnet
 from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons, wire_send_to)
 
@@ -34,22 +35,26 @@ def build(service, shared) -> Controls:
             resize_mode = resize_mode_radio("img2img")
             denoising = denoising_slider("img2img")
             s = sampling_controls("img2img", limits)
+            cn = controlnet_accordion("img2img", service)
         with gr.Column(scale=1):
             gallery, info, state = results_panel("img2img")
             send, selected = send_row("img2img", gallery)
     c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
                  s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state,
-                 send=send, selected=selected, image=image)
+                 send=send, selected=selected, image=image, controlnet=cn)
     wire_seed_buttons(c, s["_dice"], s["_reuse"])
 
     def img2img(init_image: str, prompt: str = "", negative_prompt: str = "", steps: int = 20, cfg_scale: float = 7.0,
                 seed: int = -1, width: int = 512, height: int = 512, sampler_name: str = "DPM++ 2M",
                 scheduler: str = "Automatic", batch_size: int = 1, n_iter: int = 1, denoising_strength: float = 0.75,
                 resize_mode: int = 0, sd_model_checkpoint: str | None = None,
+                controlnet_units: list | None = None, ip_adapters: list | None = None,
                 request: gr.Request = None, progress=gr.Progress()):
-        """Repaint a picture guided by a prompt. init_image: the picture (16-bit, CMYK and
-        animated files are converted to 8-bit RGB from the first frame; transparency is
-        flattened onto white). Returns the images (PNG with A1111 metadata) and the first infotext."""
+        """Repaint a picture guided by a prompt, optionally with ControlNet units and an
+        IP-Adapter reference (the `controlnet_<n>_<field>` and `ip_adapter_*` parameters).
+        init_image: the picture (16-bit, CMYK and animated files are converted to 8-bit RGB
+        from the first frame; transparency is flattened onto white). Returns the images (PNG
+        with A1111 metadata) and the first infotext."""
         try:
             init = load_upload(init_image, "init_images", service.settings.limits)
         except UserError as e:
@@ -58,11 +63,13 @@ def build(service, shared) -> Controls:
                       cfg_scale=cfg_scale, seed=seed, width=width, height=height, sampler_name=sampler_name,
                       scheduler=scheduler, batch_size=batch_size, n_iter=n_iter,
                       denoising_strength=denoising_strength, resize_mode=resize_mode,
-                      sd_model_checkpoint=sd_model_checkpoint or None)
+                      sd_model_checkpoint=sd_model_checkpoint or None, controlnet_units=controlnet_units or [],
+                      ip_adapters=ip_adapters or [])
         yield from run_generation(service, fields, "img2img", request, progress)
 
     settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
-                c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint]
+                c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint, *cn.values()]
+    img2img = with_controlnet(img2img, list(cn))
     outputs = [gallery, info, state]
     # The API endpoint takes the picture as a file, so a non-picture gets our message. It is
     # registered first: Gradio names the private events after the same function too.
@@ -82,7 +89,8 @@ def build(service, shared) -> Controls:
         return fit_size(w, h, limits)
 
     image.upload(size_from_image, image, [c.width, c.height], **PRIVATE)
-    wire_send_to([*shared.controls.values(), c], "img2img", c, shared.tabs, lambda path: path)
+    wire_send_to([*shared.controls.values(), c], "img2img", c, shared.tabs, lambda path: path,
+                 service.settings.models_dir)
     return c
 
 

@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
 from ..request import MASKED_CONTENT
 from ..i18n import t
+from .controlnet_panel import controlnet_accordion, with_controlnet
 from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, send_row, wire_seed_buttons, wire_send_to)
 from .img2img import denoising_slider, fit_size, resize_mode_radio
@@ -51,12 +52,13 @@ def build(service, shared) -> Controls:
                                        elem_id=f"inpaint_outpaint_{side}")
                              for side in ("left", "right", "top", "bottom")]
             s = sampling_controls("inpaint", limits)
+            cn = controlnet_accordion("inpaint", service, note="controlnet_inpaint_note")
         with gr.Column(scale=1):
             gallery, info, state = results_panel("inpaint")
             send, selected = send_row("inpaint", gallery)
     c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
                  s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state,
-                 send=send, selected=selected, image=editor)
+                 send=send, selected=selected, image=editor, controlnet=cn)
     wire_seed_buttons(c, s["_dice"], s["_reuse"])
 
     def run(init, mask, fields, outpaint, request, progress):
@@ -75,9 +77,12 @@ def build(service, shared) -> Controls:
                 denoising_strength: float = 0.75, mask_blur: int = 4, inpainting_fill: int = 1,
                 inpaint_full_res: int = 0, inpaint_full_res_padding: int = 32, inpainting_mask_invert: int = 0,
                 resize_mode: int = 0, outpaint_left: int = 0, outpaint_right: int = 0, outpaint_top: int = 0,
-                outpaint_bottom: int = 0, sd_model_checkpoint: str | None = None, request: gr.Request = None,
+                outpaint_bottom: int = 0, sd_model_checkpoint: str | None = None,
+                controlnet_units: list | None = None, ip_adapters: list | None = None, request: gr.Request = None,
                 progress=gr.Progress()):
-        """Repaint the white part of `mask` (same size as init_image) guided by the prompt.
+        """Repaint the white part of `mask` (same size as init_image) guided by the prompt,
+        optionally with ControlNet units and an IP-Adapter reference (the `controlnet_<n>_<field>`
+        and `ip_adapter_*` parameters; with "only masked" the control map is cropped like the picture).
         inpainting_fill: 0 fill, 1 original, 2 latent noise, 3 latent nothing; inpaint_full_res:
         1 = only masked; inpainting_mask_invert: 1 = repaint the black part. outpaint_*: pixels
         to add on each side (the new area is repainted). The result has the input's size and
@@ -89,15 +94,16 @@ def build(service, shared) -> Controls:
             raise gr.Error(str(e)) from None
         fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
                          batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
-                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint)
+                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint,
+                         controlnet_units, ip_adapters)
         yield from run(init, mask_img, fields, (outpaint_left, outpaint_right, outpaint_top, outpaint_bottom),
                    request, progress)
 
     def inpaint_editor(editor_value, mask_file, prompt, negative_prompt, steps, cfg_scale, seed, width, height,
                        sampler_name, scheduler, batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill,
                        inpaint_full_res, inpaint_full_res_padding, inpainting_mask_invert, resize_mode,
-                       left, right, top, bottom, sd_model_checkpoint=None, request: gr.Request = None,
-                       progress=gr.Progress()):
+                       left, right, top, bottom, sd_model_checkpoint=None, controlnet_units=None,
+                       ip_adapters=None, request: gr.Request = None, progress=gr.Progress()):
         background = (editor_value or {}).get("background")
         if background is None:
             raise gr.Error("Upload or paste a picture into the editor first")
@@ -111,22 +117,26 @@ def build(service, shared) -> Controls:
             raise gr.Error(str(e)) from None
         fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
                          batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
-                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint)
+                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint,
+                         controlnet_units, ip_adapters)
         yield from run(init, mask_img, fields, (left, right, top, bottom), request, progress)
 
     settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
                 c.batch_size, c.n_iter, denoising, mask_blur, fill, area, padding, mask_mode, resize_mode, *sides]
     outputs = [gallery, info, state]
-    generate.click(inpaint_editor, [editor, mask_upload, *settings, shared.checkpoint], outputs, **PRIVATE, **GPU)
-    prompt.submit(inpaint_editor, [editor, mask_upload, *settings, shared.checkpoint], outputs, **PRIVATE, **GPU)
+    inpaint_editor = with_controlnet(inpaint_editor, list(cn))
+    inpaint = with_controlnet(inpaint, list(cn))
+    editor_inputs = [editor, mask_upload, *settings, shared.checkpoint, *cn.values()]
+    generate.click(inpaint_editor, editor_inputs, outputs, **PRIVATE, **GPU)
+    prompt.submit(inpaint_editor, editor_inputs, outputs, **PRIVATE, **GPU)
 
     # The API endpoint takes the picture and the mask as two files (the editor's layered value
     # is a browser detail; a file that is not a picture gets our loader's message).
     api_image = api_file("init_image")
     api_mask = api_file("mask")
     api_trigger = gr.Button(visible=False)
-    api_trigger.click(inpaint, [api_image, api_mask, *settings, shared.checkpoint], outputs, api_name="inpaint",
-                      **GPU)
+    api_trigger.click(inpaint, [api_image, api_mask, *settings, shared.checkpoint, *cn.values()], outputs,
+                      api_name="inpaint", **GPU)
 
     def size_from_image(value):
         # The upload event can arrive before the editor has split the picture into its
@@ -137,16 +147,18 @@ def build(service, shared) -> Controls:
 
     editor.upload(size_from_image, editor, [c.width, c.height], **PRIVATE)
     wire_send_to([*shared.controls.values(), c], "inpaint", c, shared.tabs,
-                 lambda path: {"background": path, "layers": [], "composite": path})
+                 lambda path: {"background": path, "layers": [], "composite": path}, service.settings.models_dir)
     return c
 
 
 def _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler, batch_size,
             n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res, inpaint_full_res_padding,
-            inpainting_mask_invert, resize_mode, sd_model_checkpoint) -> dict:
+            inpainting_mask_invert, resize_mode, sd_model_checkpoint, controlnet_units=None,
+            ip_adapters=None) -> dict:
     return dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
                 width=width, height=height, sampler_name=sampler_name, scheduler=scheduler, batch_size=batch_size,
                 n_iter=n_iter, denoising_strength=denoising_strength, mask_blur=mask_blur,
                 inpainting_fill=inpainting_fill, inpaint_full_res=inpaint_full_res,
                 inpaint_full_res_padding=inpaint_full_res_padding, inpainting_mask_invert=inpainting_mask_invert,
-                resize_mode=resize_mode, sd_model_checkpoint=sd_model_checkpoint or None)
+                resize_mode=resize_mode, sd_model_checkpoint=sd_model_checkpoint or None,
+                controlnet_units=controlnet_units or [], ip_adapters=ip_adapters or [])

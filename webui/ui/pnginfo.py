@@ -14,7 +14,8 @@ from ..errors import UserError
 from ..infotext import infotext_to_fields
 from ..pnginfo import png_info as read_png_info
 from ..i18n import t
-from .common import PRIVATE
+from .common import PRIVATE, warn_left_unchanged
+from .controlnet_panel import restore_updates
 
 # Controls that show results or trigger events; everything else is a value to fill.
 _NOT_VALUES = (gr.Button, gr.Gallery, gr.State)
@@ -58,8 +59,9 @@ def send_fields(text: str) -> dict:
     return fields
 
 
-def send_updates(service, fields: dict, targets: dict, checkpoint=None) -> list:
-    """gr.update()s that put `fields` into `targets` (name -> component), then the checkpoint."""
+def send_updates(service, fields: dict, targets: dict, checkpoint=None, controlnet: dict | None = None) -> list:
+    """gr.update()s that put `fields` into `targets` (name -> component), then into the
+    `controlnet` accordion's widgets (name -> component, controlnet_panel), then the checkpoint."""
     updates, skipped = [], []
     for name, comp in targets.items():
         value = fields.get(name)
@@ -70,6 +72,10 @@ def send_updates(service, fields: dict, targets: dict, checkpoint=None) -> list:
         else:
             updates.append(gr.update())
             skipped.append(f"{name} {value!r}")
+    if controlnet:
+        units, problems = restore_updates(fields, controlnet, service.settings.models_dir)
+        updates += units
+        skipped += problems
     if checkpoint is not None:
         title = None
         for key in ("sd_model_hash", "sd_model_name"):
@@ -82,8 +88,7 @@ def send_updates(service, fields: dict, targets: dict, checkpoint=None) -> list:
         if title is None and fields.get("sd_model_name"):
             skipped.append(f"checkpoint {fields['sd_model_name']!r} (not in the models folder)")
         updates.append(gr.update(value=title) if title else gr.update())
-    if skipped:
-        gr.Warning("Not available here, left unchanged: " + "; ".join(skipped))
+    warn_left_unchanged(skipped)
     return updates
 
 
@@ -122,13 +127,19 @@ def build(service, shared):
         targets = {**_value_controls(txt2img), **endpoint_controls(gr.context.Context.root_block, "txt2img")}
         # The checkpoint is matched by hash or name to a title below, not set from the raw name.
         targets = {n: c for n, c in targets.items() if c is not checkpoint and n != "sd_model_checkpoint"}
+        # ControlNet units are restored as units (switching the others off), not field by field.
+        units = dict(txt2img.controlnet)
+        targets = {n: c for n, c in targets.items() if n not in units}
 
         def send_to_txt2img(text: str):
             if not text:
                 gr.Warning("Nothing to send: drop an image with generation parameters first.")
-                return [gr.update() for _ in targets] + ([gr.update()] if checkpoint else []) + [gr.Tabs()]
-            return send_updates(service, send_fields(text), targets, checkpoint) + [gr.Tabs(selected="txt2img")]
+                return ([gr.update() for _ in [*targets, *units]] + ([gr.update()] if checkpoint else [])
+                        + [gr.Tabs()])
+            return (send_updates(service, send_fields(text), targets, checkpoint, controlnet=units)
+                    + [gr.Tabs(selected="txt2img")])
 
-        outputs = list(targets.values()) + ([checkpoint] if checkpoint is not None else []) + [shared.tabs]
+        outputs = (list(targets.values()) + list(units.values()) + ([checkpoint] if checkpoint is not None else [])
+                   + [shared.tabs])
         send.click(send_to_txt2img, info, outputs, **PRIVATE)
     return None

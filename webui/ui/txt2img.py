@@ -31,7 +31,7 @@ def build(service, shared) -> Controls:
             send, selected = send_row("txt2img", gallery)
     c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
                  s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state)
-    c.send, c.selected = send, selected
+    c.send, c.selected, c.controlnet = send, selected, cn
     wire_seed_buttons(c, s["_dice"], s["_reuse"])
     presets_panel.wire(service, "txt2img", extras, prompt, negative,
                        {**{k: v for k, v in s.items() if not k.startswith("_")}, **hr, **fd})
