@@ -38,6 +38,11 @@ def build_tiny_controlnet(family: str, out: Path, name: str) -> None:
         # give them weights so a unit visibly steers the tiny model.
         for m in list(net.controlnet_down_blocks) + [net.controlnet_mid_block]:
             torch.nn.init.normal_(m.weight, std=0.5)
+        # ...and the map's own embedding: with default init the map's signal fades over its
+        # seven convolutions and every map would steer the picture the same way.
+        for conv in net.controlnet_cond_embedding.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(conv.weight)
     net.save_pretrained(out / f"{name}-folder")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"{name}.safetensors"))
 
@@ -169,6 +174,16 @@ def test_weight_zero_is_plain_image_and_weight_one_changes_it(service):
     one = gen(service, units=[unit(weight=1.0)]).images[0]
     assert np.abs(px(plain) - px(zero)).max() <= 1
     assert np.abs(px(plain) - px(one)).mean() > 2
+
+
+def test_what_the_map_shows_steers_the_picture(service):
+    square = gen(service, units=[unit(weight=1.5)]).images[0]
+    moved = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(moved).rectangle((0, 0, 23, 23), fill="white")
+    other = gen(service, units=[unit(weight=1.5, image=moved)]).images[0]
+    again = gen(service, units=[unit(weight=1.5)]).images[0]
+    assert np.abs(px(square) - px(again)).max() == 0
+    assert np.abs(px(square) - px(other)).mean() > 1  # the same unit, another map: another picture
 
 
 def test_folder_and_single_file_load_the_same_weights(service):
