@@ -424,3 +424,18 @@ def test_hires_pass_itself_follows_the_unit(service, upscaler):
     assert out[None].size == (96, 96)
     assert np.abs(px(out[None]) - px(out[0.0])).max() <= 1
     assert np.abs(px(out[None]) - px(out[1.5])).mean() > 2
+
+
+def test_hub_id_loads_from_the_local_cache(service, models_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--someone--tiny-cn"
+    shutil.copytree(models_dir / "ControlNet" / "tiny-cn-folder", repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from_hub = gen(service, units=[unit(model="someone/tiny-cn")]).images[0]
+    from_folder = gen(service, units=[unit(model="tiny-cn-folder")]).images[0]
+    assert np.abs(px(from_hub) - px(from_folder)).max() == 0
+    with pytest.raises(UserError, match="not in the local Hugging Face cache"):
+        gen(service, units=[unit(model="someone/not-downloaded")])

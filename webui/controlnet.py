@@ -336,7 +336,12 @@ def load_controlnet(source: Path | str, label: str, unet_config, dtype: torch.dt
 
     try:
         if isinstance(source, str):  # Hub id, local cache only
-            cfg = diffusers.ControlNetModel.load_config(source, local_files_only=True)
+            try:
+                cfg = diffusers.ControlNetModel.load_config(source, local_files_only=True)
+            except OSError:
+                raise UserError(f"ControlNet {source!r} is not in the local Hugging Face cache: download it "
+                                f"first (hf download {source}) or put the model in models/ControlNet",
+                                field=FIELD) from None
             check_family(label, cfg.get("addition_embed_type") == "text_time", cfg.get("cross_attention_dim"),
                          unet_config)
             return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
