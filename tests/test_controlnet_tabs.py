@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
 # The same tiny ControlNet / IP-Adapter models and helpers as the engine tests.
-from test_controlnet import edges_image, gen, models_dir, px, service, unit  # noqa: E402,F401
+from test_controlnet import edges_image, face_ref, gen, models_dir, px, service, unit  # noqa: E402,F401
 
 from webui import controlnet  # noqa: E402
 
@@ -244,3 +244,29 @@ def test_send_to_warns_about_a_model_not_installed_and_leaves_it(ui, two_unit_in
     values = fn.fn(plain)
     assert [_widget(fn.outputs, values, txt2img[f"controlnet_{n}_enabled"])["value"] for n in range(3)] == \
         [False] * 3
+
+
+def test_send_to_restores_the_ip_adapter_model_and_weight(ui, service):
+    demo, _ = ui
+    text = gen(service, ip_adapters=[{"model": "tiny-ip-sd1", "image": face_ref(), "weight": 0.45}]).infotexts[0]
+    fn = _event(demo, "pnginfo_send_txt2img")
+    txt2img = _values_of(fn, fn.fn(text), _ip_widgets(demo, "txt2img"))
+    assert (txt2img("ip_adapter_model"), txt2img("ip_adapter_weight"), txt2img("ip_adapter_image")) == \
+        ("tiny-ip-sd1", 0.45, None)  # the reference picture is not in the infotext: left as it is
+    fn = _event(demo, "history_send_to_inpaint")
+    inpaint = _values_of(fn, fn.fn({"image": "picked.png", "infotext": text}), _ip_widgets(demo, "inpaint"))
+    assert (inpaint("ip_adapter_model"), inpaint("ip_adapter_weight")) == ("tiny-ip-sd1", 0.45)
+    # A picture made without an adapter turns it off; one made with an adapter not installed here
+    # leaves the choice as it is and says so.
+    fn = _event(demo, "pnginfo_send_txt2img")
+    plain = text.split(", IP-Adapter 0")[0]
+    assert _values_of(fn, fn.fn(plain), _ip_widgets(demo, "txt2img"))("ip_adapter_model") == "None"
+    with pytest.warns(UserWarning, match="ip-adapter-plus-face_sd15"):
+        values = fn.fn(text.replace("Model: tiny-ip-sd1", "Model: ip-adapter-plus-face_sd15"))
+    assert _values_of(fn, values, _ip_widgets(demo, "txt2img"))("ip_adapter_model") is None
+
+
+def _ip_widgets(demo, tab: str) -> dict:
+    from webui.ui.pnginfo import endpoint_controls
+
+    return {n: c for n, c in endpoint_controls(demo, tab).items() if n.startswith("ip_adapter_")}

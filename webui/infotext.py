@@ -572,5 +572,11 @@ def infotext_to_fields(parsed: Mapping[str, str] | str) -> dict[str, object]:
     if units:
         fields["controlnet_units"] = units
         extra = {k: v for k, v in extra.items() if not _CONTROLNET_KEY.fullmatch(k)}
+    from .ipadapter import adapters_from_infotext
+
+    adapters = adapters_from_infotext(extra)
+    if adapters:
+        fields["ip_adapters"] = adapters
+        extra = {k: v for k, v in extra.items() if not k.startswith("IP-Adapter ")}
     fields["extra"] = extra
     return fields

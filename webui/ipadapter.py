@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,24 @@ class IPAdapterRef:
 
     def infotext(self) -> str:
         return f"Model: {self.model}, Weight: {self.weight:g}"
+
+
+def adapters_from_infotext(params: dict) -> list[dict]:
+    """Adapter settings (no reference images) from "IP-Adapter N: Model: x, Weight: w" values."""
+    found = []
+    for key in sorted((k for k in params if re.fullmatch(r"IP-Adapter \d+", k)), key=lambda k: int(k.split()[1])):
+        d = {}
+        for part in str(params[key]).split(", "):
+            name, sep, value = part.partition(": ")
+            if sep:
+                d[name.strip().lower()] = value.strip()
+        try:
+            weight = float(d.get("weight", 0.7))
+        except ValueError:
+            weight = 0.7
+        if d.get("model"):
+            found.append({"model": d["model"], "weight": weight})
+    return found
 
 
 def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapterRef, ...]:

@@ -158,8 +158,9 @@ def restore_updates(fields: dict, widgets: dict, models_dir) -> tuple[list, list
     units = list(fields.get("controlnet_units") or [])
     updates = {name: gr.update() for name in widgets}
     skipped: list[str] = []
-    if not units and "steps" not in fields:
+    if not units and not fields.get("ip_adapters") and "steps" not in fields:
         return list(updates.values()), skipped
+    skipped += _restore_adapter(fields.get("ip_adapters") or [], updates, models_dir)
     models = controlnet.list_models(models_dir) if units else []
     for n in range(controlnet.MAX_UNITS):
         if n < len(units):
@@ -171,6 +172,25 @@ def restore_updates(fields: dict, widgets: dict, models_dir) -> tuple[list, list
     if len(units) > controlnet.MAX_UNITS:
         skipped.append(f"ControlNet units after the first {controlnet.MAX_UNITS}")
     return list(updates.values()), skipped
+
+
+def _restore_adapter(adapters: list[dict], updates: dict, models_dir) -> list[str]:
+    """The IP-Adapter model and weight (the reference image is not in an infotext); "None"
+    when the picture was made without one. Returns what could not be set."""
+    if "ip_adapter_model" not in updates:
+        return []
+    if not adapters:
+        updates["ip_adapter_model"] = gr.update(value="None")
+        return []
+    first, skipped = adapters[0], []
+    if first["model"] in ipadapter.list_adapters(models_dir):
+        updates["ip_adapter_model"] = gr.update(value=first["model"])
+        updates["ip_adapter_weight"] = gr.update(value=first["weight"])
+    else:
+        skipped.append(f"IP-Adapter model {first['model']!r}")
+    if len(adapters) > 1:
+        skipped.append(f"IP-Adapter references after the first ({len(adapters) - 1}; the tab holds one)")
+    return skipped
 
 
 def adapters_from_values(values: dict) -> list[dict]:
