@@ -23,26 +23,13 @@ from webui.settings import Settings
 
 
 def build_tiny_controlnet(family: str, out: Path, name: str) -> None:
-    """ControlNetModel.from_unet(tiny UNet), saved as a diffusers folder and as one
+    """The tiny ControlNet (webui.tiny_models), saved as a diffusers folder and as one
     diffusers-layout .safetensors (how SDXL ControlNets are usually shipped)."""
-    import diffusers
     from safetensors.torch import save_file
 
-    from webui.tiny_models import build_tiny_pipeline
+    from webui.tiny_models import build_tiny_controlnet as build
 
-    unet = build_tiny_pipeline(family).unet
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(7)
-        net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
-        # from_unet zero-initialises the output convolutions (a fresh ControlNet does nothing);
-        # give them weights so a unit visibly steers the tiny model.
-        for m in list(net.controlnet_down_blocks) + [net.controlnet_mid_block]:
-            torch.nn.init.normal_(m.weight, std=0.5)
-        # ...and the map's own embedding: with default init the map's signal fades over its
-        # seven convolutions and every map would steer the picture the same way.
-        for conv in net.controlnet_cond_embedding.modules():
-            if isinstance(conv, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(conv.weight)
+    net = build(family)
     net.save_pretrained(out / f"{name}-folder")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / f"{name}.safetensors"))
 

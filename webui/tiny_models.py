@@ -272,10 +272,34 @@ def build_tiny_model(family: TinyFamily, out_dir: str | os.PathLike) -> TinyMode
     return model
 
 
+def build_tiny_controlnet(family: TinyFamily):
+    """A random ControlNet for the tiny `family` UNet (ControlNetModel.from_unet, fixed seed).
+    from_unet zero-initialises the output convolutions, and with default init the map's signal
+    fades over the embedding's convolutions: both get weights, so a unit visibly steers the
+    picture and another map gives another picture."""
+    import diffusers
+
+    unet = build_tiny_pipeline(family).unet
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        net = diffusers.ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+        for m in list(net.controlnet_down_blocks) + [net.controlnet_mid_block]:
+            torch.nn.init.normal_(m.weight, std=0.5)
+        for conv in net.controlnet_cond_embedding.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(conv.weight)
+    return net
+
+
 def ensure_demo_model(models_dir: str | os.PathLike) -> Path:
     """models_dir/Stable-diffusion/demo-tiny-sd15.safetensors, built once (single file only:
-    loading it needs nothing but the config folders shipped with the package)."""
+    loading it needs nothing but the config folders shipped with the package), and a matching
+    ControlNet in models_dir/ControlNet, so the ControlNet accordions can be tried offline."""
     target = Path(models_dir) / "Stable-diffusion" / "demo-tiny-sd15.safetensors"
     if not target.is_file():
         _save_file_atomically(to_original_layout(build_tiny_pipeline("sd1")), target)
+    control = Path(models_dir) / "ControlNet" / "demo-tiny-controlnet.safetensors"
+    if not control.is_file():
+        net = build_tiny_controlnet("sd1")
+        _save_file_atomically({k: v.contiguous() for k, v in net.state_dict().items()}, control)
     return target

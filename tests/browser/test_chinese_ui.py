@@ -7,12 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
-from widgets import fill_text, set_slider, slider_value, text_value
-
-
-def pick(page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input[role=combobox]").click()
-    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+from widgets import fill_text, pick, set_slider, slider_value, text_value
 
 
 def test_chinese_browser_gets_chinese_labels(new_page, shot):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def set_slider(page, elem_id: str, value) -> None:
     """Type into the slider's number box and commit it."""
@@ -26,6 +28,12 @@ def text_value(page, elem_id: str) -> str:
 
 def slider_value(page, elem_id: str) -> float:
     return float(page.locator(f"#{elem_id} input[type=number]").input_value())
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    """Open a dropdown and click the option whose label contains `option`."""
+    page.locator(f"#{elem_id} input[role=combobox]").click()
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
 
 
 def open_tab(page, label: str) -> None:
