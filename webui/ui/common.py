@@ -50,6 +50,16 @@ class Controls:
     controlnet: dict = field(default_factory=dict)
 
 
+def tab_controls(prompt, negative, generate, sampling: dict, gallery, info, state, **extra) -> Controls:
+    """A generation tab's Controls from its prompt row, sampling_controls() and results panel,
+    with the seed buttons wired."""
+    s = sampling
+    c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
+                 s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state, **extra)
+    wire_seed_buttons(c, s["_dice"], s["_reuse"])
+    return c
+
+
 def prompt_row(tab: str, service=None) -> tuple[gr.Textbox, gr.Textbox, gr.Button]:
     """Prompt boxes and the Generate button; with `service`, also Interrupt and Skip under it."""
     with gr.Row(equal_height=True):

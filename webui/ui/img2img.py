@@ -11,8 +11,8 @@ from ..images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, with_controlnet
-from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
-                     sampling_controls, send_row, wire_seed_buttons, wire_send_to)
+from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
+                     sampling_controls, send_row, tab_controls, wire_send_to)
 
 
 def resize_mode_radio(tab: str) -> gr.Radio:
@@ -39,10 +39,8 @@ def build(service, shared) -> Controls:
         with gr.Column(scale=1):
             gallery, info, state = results_panel("img2img")
             send, selected = send_row("img2img", gallery)
-    c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
-                 s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state,
-                 send=send, selected=selected, image=image, controlnet=cn)
-    wire_seed_buttons(c, s["_dice"], s["_reuse"])
+    c = tab_controls(prompt, negative, generate, s, gallery, info, state, send=send, selected=selected,
+                     image=image, controlnet=cn)
 
     def img2img(init_image: str, prompt: str = "", negative_prompt: str = "", steps: int = 20, cfg_scale: float = 7.0,
                 seed: int = -1, width: int = 512, height: int = 512, sampler_name: str = "DPM++ 2M",

@@ -12,8 +12,8 @@ from ..images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
 from ..request import MASKED_CONTENT
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, with_controlnet
-from .common import (GPU, PRIVATE, Controls, api_file, image_upload, prompt_row, results_panel, run_generation,
-                     sampling_controls, send_row, wire_seed_buttons, wire_send_to)
+from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
+                     sampling_controls, send_row, tab_controls, wire_send_to)
 from .img2img import denoising_slider, fit_size, resize_mode_radio
 
 # A translucent brush so the face stays visible under the stroke; any painted pixel is masked.
@@ -56,10 +56,8 @@ def build(service, shared) -> Controls:
         with gr.Column(scale=1):
             gallery, info, state = results_panel("inpaint")
             send, selected = send_row("inpaint", gallery)
-    c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
-                 s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state,
-                 send=send, selected=selected, image=editor, controlnet=cn)
-    wire_seed_buttons(c, s["_dice"], s["_reuse"])
+    c = tab_controls(prompt, negative, generate, s, gallery, info, state, send=send, selected=selected,
+                     image=editor, controlnet=cn)
 
     def run(init, mask, fields, outpaint, request, progress):
         left, right, top, bottom = (int(v or 0) for v in outpaint)

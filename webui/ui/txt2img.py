@@ -9,7 +9,7 @@ from ..i18n import t
 from . import lora_browser, presets_panel
 from .controlnet_panel import controlnet_accordion, with_controlnet
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
-                     sampling_controls, send_row, wire_seed_buttons)
+                     sampling_controls, send_row, tab_controls)
 
 
 def build(service, shared) -> Controls:
@@ -29,10 +29,8 @@ def build(service, shared) -> Controls:
         with gr.Column(scale=1):
             gallery, info, state = results_panel("txt2img")
             send, selected = send_row("txt2img", gallery)
-    c = Controls(prompt, negative, generate, s["sampler_name"], s["scheduler"], s["steps"], s["cfg_scale"],
-                 s["seed"], s["width"], s["height"], s["n_iter"], s["batch_size"], gallery, info, state)
-    c.send, c.selected, c.controlnet = send, selected, cn
-    wire_seed_buttons(c, s["_dice"], s["_reuse"])
+    c = tab_controls(prompt, negative, generate, s, gallery, info, state, send=send, selected=selected,
+                     controlnet=cn)
     presets_panel.wire(service, "txt2img", extras, prompt, negative,
                        {**{k: v for k, v in s.items() if not k.startswith("_")}, **hr, **fd})
 
