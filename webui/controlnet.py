@@ -72,7 +72,7 @@ class ControlUnit:
                  f"Resize Mode: {RESIZE_MODES[self.resize_mode]}", f"Processor Res: {self.processor_res}",
                  f"Threshold A: {self.threshold_a:g}", f"Threshold B: {self.threshold_b:g}",
                  f"Guidance Start: {self.guidance_start:g}", f"Guidance End: {self.guidance_end:g}",
-                 f"Pixel Perfect: False", f"Control Mode: {CONTROL_MODES[self.control_mode]}"]
+                 "Pixel Perfect: False", f"Control Mode: {CONTROL_MODES[self.control_mode]}"]
         if self.pose:
             parts.append(f"Pose: {self.pose}")
         return ", ".join(parts)  # build_infotext quotes it

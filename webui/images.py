@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 
 import numpy as np
 from PIL import Image, ImageOps
