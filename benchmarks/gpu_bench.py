@@ -195,6 +195,20 @@ def app_request(svc, model, width, height, steps, **kw):
     return svc.request(fields)
 
 
+def timed_switches(svc, names) -> list[float]:
+    """Seconds for each manager.select(name), the GPU idle before and after each."""
+    import torch
+
+    times = []
+    for name in names:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        svc.manager.select(name)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def run_app(svc, req):
     return svc.generate(req, owner="bench")
 
@@ -258,13 +272,7 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool, fast_only
         # 3. checkpoint switches: GPU-resident (device_cache=2), then pinned RAM (device_cache=1).
         svc.manager.select(name_b)
         svc.manager.select(name_a)
-        sw = []
-        for i in range(4):
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            svc.manager.select(name_b if i % 2 == 0 else name_a)
-            torch.cuda.synchronize()
-            sw.append(time.perf_counter() - t)
+        sw = timed_switches(svc, [name_b, name_a] * 2)
         rec.put(f"{family}_switch_gpu_resident", **stats(sw))
         svc.close()
         svc = make_service(models, device_cache=1, cpu_cache=1)
@@ -273,13 +281,7 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool, fast_only
         weights_gb = sum(p.numel() * p.element_size() for m in (svc.manager.active.pipe.unet, svc.manager.active.pipe.vae,
                                                                 svc.manager.active.pipe.text_encoder)
                          for p in m.parameters()) / 1e9
-        sw = []
-        for i in range(6):
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            svc.manager.select(name_a if i % 2 == 0 else name_b)
-            torch.cuda.synchronize()
-            sw.append(time.perf_counter() - t)
+        sw = timed_switches(svc, [name_a, name_b] * 3)
         rec.put(f"{family}_switch_pinned_ram", **stats(sw), weights_gb=round(weights_gb, 2),
                 note="one model out to pinned RAM and one in, both copies")
         svc.close()

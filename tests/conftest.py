@@ -121,3 +121,21 @@ def _memo_runner(svc, seed: int, prompt: str):
 @pytest.fixture(scope="session")
 def memo_runner():
     return _memo_runner
+
+
+def _launch_app(service):
+    from webui.ui import build_ui, launch_kwargs
+
+    demo = build_ui(service)
+    demo.queue(default_concurrency_limit=1)
+    kwargs = launch_kwargs(service)
+    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)  # None: Gradio picks a free port
+    _, url, _ = demo.launch(**kwargs)
+    return demo, url.rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """launch_app(service) -> (demo, url without trailing slash): the UI and REST API as app.py
+    serves them, on a free loopback port. The caller closes the demo."""
+    return _launch_app

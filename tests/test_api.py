@@ -20,24 +20,12 @@ import pytest
 from PIL import Image
 
 from webui.image_meta import png_bytes_with_infotext, read_infotext
-from webui.infotext import parse_infotext
 from webui.service import Service
 from webui.settings import Settings
 
 API = "/sdapi/v1"
 BASE = dict(prompt="portrait of an old sailor, oil painting", negative_prompt="blurry", seed=1234, steps=2,
             cfg_scale=7, width=64, height=64, sampler_name="Euler", scheduler="Automatic", batch_size=1, n_iter=1)
-
-
-def _launch(service):
-    from webui.ui import build_ui, launch_kwargs
-
-    demo = build_ui(service)
-    demo.queue(default_concurrency_limit=1)
-    kwargs = launch_kwargs(service)
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)  # None: Gradio picks a free port
-    _, url, _ = demo.launch(**kwargs)
-    return demo, url.rstrip("/")
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +44,8 @@ def service(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(service):
-    demo, url = _launch(service)
+def server(service, launch_app):
+    demo, url = launch_app(service)
     yield url
     demo.close()
 
@@ -69,11 +57,11 @@ def http(server):
 
 
 @pytest.fixture(scope="module")
-def auth_server(service):
+def auth_server(service, launch_app):
     """The same Service (manager, jobs) behind --auth with two users."""
     secured = dataclasses.replace(service, settings=dataclasses.replace(
         service.settings, auth=(("ann", "pw-ann"), ("bob", "pw-bob"))))
-    demo, url = _launch(secured)
+    demo, url = launch_app(secured)
     yield url
     demo.close()
 

@@ -270,17 +270,11 @@ def test_alwayson_scripts_args_as_the_a1111_extension_sends_them(service):
     assert u.image.size == (64, 64)
 
 
-def test_txt2img_endpoint_and_rest_api_take_units(service):
+def test_txt2img_endpoint_and_rest_api_take_units(service, launch_app):
     import httpx
     from gradio_client import Client
 
-    from webui.ui import build_ui, launch_kwargs
-
-    demo = build_ui(service)
-    demo.queue(default_concurrency_limit=1)
-    kwargs = launch_kwargs(service)
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)  # None: a free port
-    _, url, _ = demo.launch(**kwargs)
+    demo, url = launch_app(service)
     try:
         client = Client(url, verbose=False)
         params = [p["parameter_name"] for p in
@@ -307,12 +301,12 @@ def test_txt2img_endpoint_and_rest_api_take_units(service):
                          "processor_res": -1, "threshold_a": -1, "threshold_b": -1},
                         {"enabled": False, "image": None, "model": "None"}]}},
                     ip_adapters=[{"model": "tiny-ip-sd1", "image": png, "weight": 0.5}])
-        r = httpx.post(url.rstrip("/") + "/sdapi/v1/txt2img", json=body, timeout=300)
+        r = httpx.post(url + "/sdapi/v1/txt2img", json=body, timeout=300)
         assert r.status_code == 200, r.text
         text = json.loads(r.json()["info"])["infotexts"][0]
         assert "ControlNet 0" in text and "Module: canny" in text and "IP-Adapter 0" in text
         body["alwayson_scripts"]["controlnet"]["args"][0]["model"] = "tiny-cn-xl"  # wrong family: a 4xx
-        bad = httpx.post(url.rstrip("/") + "/sdapi/v1/txt2img", json=body, timeout=300)
+        bad = httpx.post(url + "/sdapi/v1/txt2img", json=body, timeout=300)
         assert 400 <= bad.status_code < 500 and "family" in bad.text
     finally:
         demo.close()

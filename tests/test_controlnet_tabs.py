@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -33,14 +32,8 @@ def square_mask(size=(64, 64)) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def ui(service):
-    from webui.ui import build_ui, launch_kwargs
-
-    demo = build_ui(service)
-    demo.queue(default_concurrency_limit=1)
-    kwargs = launch_kwargs(service)
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)  # None: a free port
-    _, url, _ = demo.launch(**kwargs)
+def ui(service, launch_app):
+    demo, url = launch_app(service)
     yield demo, url
     demo.close()
 
@@ -109,7 +102,7 @@ def test_rest_img2img_inpaint_takes_alwayson_controlnet(ui, tmp_path):
                 alwayson_scripts={"controlnet": {"args": [
                     {"enabled": True, "image": b64(edges_image((80, 64))), "module": "canny", "model": "tiny-cn",
                      "weight": 1.5, "guidance_start": 0.0, "guidance_end": 1.0}]}})
-    r = httpx.post(url.rstrip("/") + "/sdapi/v1/img2img", json=body, timeout=300)
+    r = httpx.post(url + "/sdapi/v1/img2img", json=body, timeout=300)
     assert r.status_code == 200, r.text
     text = json.loads(r.json()["info"])["infotexts"][0]
     assert "ControlNet 0" in text and "Module: canny" in text and "Inpaint area: Only masked" in text
