@@ -61,7 +61,9 @@ def test_layout_changes_keep_the_pixels(models_dir, eager):
         svc.close()
 
 
-def test_compiled_unet_compiles_once_per_shape(models_dir, eager):
+@pytest.fixture()
+def counted(models_dir):
+    """A fast-mode service whose compiles go to torch's counting backend, and the counter."""
     from torch._dynamo.testing import CompileCounter
 
     torch._dynamo.reset()
@@ -69,35 +71,64 @@ def test_compiled_unet_compiles_once_per_shape(models_dir, eager):
                          load_model=False)
     counter = CompileCounter()
     svc.manager.compile_backend = counter
-    try:
-        def check(compare=False, **fields):
-            out = svc.generate(request(svc, **fields))
-            if compare:  # pixels once per path: the compiled graph must still be the same function
-                same(out, eager.generate(request(eager, **fields)))
-            return counter.frame_count
+    yield svc, counter
+    svc.close()
+    torch._dynamo.reset()
 
-        first = check(compare=True)
-        assert first >= 1 and svc.manager.compiling
-        # Seeds, prompts, samplers (int64 or float timesteps), CFG and steps: no recompile.
-        assert check(seed=8, prompt="another face") == first
-        assert check(sampler_name="DPM++ 2M", scheduler="Karras", cfg_scale=4, steps=4, compare=True) == first
-        assert check(sampler_name="DDIM") == first
-        # A new size compiles once; going back to a known size does not.
-        bigger = check(width=72)
-        assert bigger > first
-        assert check() == bigger
-        # Merged batches are padded to a bucket: 3 images and then 4 images share one shape.
-        reqs = [request(svc, seed=40 + i, prompt=f"face {i}") for i in range(3)]
-        out = svc.manager.generate_many([(r, Job()) for r in reqs])
-        after_three = counter.frame_count
-        assert after_three > bigger
-        same(out[2], eager.generate(request(eager, seed=reqs[2].seed, prompt=reqs[2].prompt)))
-        reqs4 = [request(svc, seed=50 + i, prompt=f"hat {i}") for i in range(4)]
-        svc.manager.generate_many([(r, Job()) for r in reqs4])
-        assert counter.frame_count == after_three
-    finally:
-        svc.close()
-        torch._dynamo.reset()
+
+def test_compiled_unet_compiles_once_per_shape(counted, eager):
+    svc, counter = counted
+
+    def check(compare=False, **fields):
+        out = svc.generate(request(svc, **fields))
+        if compare:  # pixels once per path: the compiled graph must still be the same function
+            same(out, eager.generate(request(eager, **fields)))
+        return counter.frame_count
+
+    first = check(compare=True)
+    assert first >= 1 and svc.manager.compiling
+    # Seeds, prompts, samplers (int64 or float timesteps), CFG and steps: no recompile.
+    assert check(seed=8, prompt="another face") == first
+    assert check(sampler_name="DPM++ 2M", scheduler="Karras", cfg_scale=4, steps=4, compare=True) == first
+    assert check(sampler_name="DDIM") == first
+    # A new size compiles once; going back to a known size does not.
+    bigger = check(width=72)
+    assert bigger > first
+    assert check() == bigger
+    # Merged batches are padded to a bucket: 3 images and then 4 images share one shape (their
+    # 6 and 5 distinct 75-token chunks share the text encoder's bucket of 8 rows too).
+    reqs = [request(svc, seed=40 + i, prompt=f"face {i}", negative_prompt=f"blurry {i}") for i in range(3)]
+    out = svc.manager.generate_many([(r, Job()) for r in reqs])
+    after_three = counter.frame_count
+    assert after_three > bigger
+    same(out[2], eager.generate(request(eager, seed=reqs[2].seed, prompt=reqs[2].prompt,
+                                        negative_prompt=reqs[2].negative_prompt)))
+    reqs4 = [request(svc, seed=50 + i, prompt=f"hat {i}") for i in range(4)]
+    svc.manager.generate_many([(r, Job()) for r in reqs4])
+    assert counter.frame_count == after_three
+
+
+def test_compiled_text_encoder_pads_chunk_batches_to_a_bucket(counted, eager):
+    """The text encoder runs compiled too; its batch of chunks is padded to a bucket, so the
+    number of distinct prompts in a batch compiles a handful of shapes, not one each, and the
+    padding never changes a row."""
+    svc, counter = counted
+    encoder = svc.manager.ensure_model(None).pipe.text_encoder
+    reference = eager.manager.active.pipe.text_encoder
+    ids = torch.randint(0, 1000, (5, 77))
+    with torch.no_grad():
+        encoder(ids[:4], output_hidden_states=True)
+        compiled = counter.frame_count
+        assert compiled >= 1
+        three = encoder(ids[:3], output_hidden_states=True)  # padded to 4 rows: no recompile
+        assert counter.frame_count == compiled
+        want = reference(ids[:3], output_hidden_states=True)
+        assert three.last_hidden_state.shape == want.last_hidden_state.shape
+        torch.testing.assert_close(three.last_hidden_state, want.last_hidden_state)
+        torch.testing.assert_close(three.hidden_states[-2], want.hidden_states[-2])
+        torch.testing.assert_close(three.pooler_output, want.pooler_output)
+        encoder(ids, output_hidden_states=True)  # 5 rows: the bucket of 8 compiles once
+        assert counter.frame_count > compiled
 
 
 def test_batch_buckets():

@@ -2,11 +2,12 @@
 
 Fast mode (--fast, CUDA): channels_last UNet/VAE, fused QKV projections (one matmul instead of
 three per attention), PyTorch SDPA attention (diffusers' default processor) and torch.compile of
-the UNet with static shapes (CUDA graphs in "reduce-overhead" mode: the 20-step loop is bound by
-kernel launches, not arithmetic). What recompiles, once each, then stays cached in memory and in
-the compile cache folder across restarts:
+the UNet, VAE decoder and text encoders with static shapes (CUDA graphs in "reduce-overhead"
+mode: the 20-step loop is bound by kernel launches, not arithmetic). What recompiles, once each,
+then stays cached in memory and in the compile cache folder across restarts:
   - a new (batch, height, width) -- merged batches are padded to BATCH_BUCKETS so a handful of
-    batch shapes covers every mix of requests;
+    batch shapes covers every mix of requests; the text encoders' batches of 75-token chunks
+    are padded the same way;
   - a newly loaded checkpoint (guards see new weights);
   - loading a LoRA into the UNet (new modules).
 Prompts, seeds, samplers, CFG and step counts change only tensor values: no recompile.
@@ -108,7 +109,40 @@ def optimize_pipeline(pipe, *, device: torch.device, compile_mode: str | None = 
         if compile_vae:
             vae.decoder.forward = torch.compile(vae.decoder.forward, **kwargs)
             applied.append("compile(vae decoder)")
+        for name in ("text_encoder", "text_encoder_2"):
+            encoder = getattr(pipe, name, None)
+            if encoder is not None:
+                encoder.forward = _bucketed_rows(torch.compile(encoder.forward, **kwargs))
+                applied.append(f"compile({name})")
     return applied
+
+
+def _bucketed_rows(compiled):
+    """A compiled text encoder's forward that pads its batch of 75-token chunks to a batch
+    bucket (rows never mix in CLIP, so each row's output is unchanged) and returns copies of the
+    real rows: a CUDA graph overwrites its outputs on the next replay, and prompt embeddings
+    are kept in a cache. Eager, the encoder's ~200 small kernels cost more than its arithmetic;
+    a graph replay brings CLIP-L from 6 ms to under 1 ms for a new prompt (H200)."""
+
+    def forward(input_ids, *args, **kw):
+        n = input_ids.shape[0]
+        extra = batch_bucket(n) - n
+        if extra:
+            input_ids = torch.cat([input_ids, input_ids[-1:].expand(extra, -1)])
+        return _rows(compiled(input_ids, *args, **kw), n)
+
+    return forward
+
+
+def _rows(value, n: int):
+    """The first n rows of every tensor in a (nested) model output, copied."""
+    if isinstance(value, torch.Tensor):
+        return value[:n].clone()
+    if isinstance(value, tuple):
+        return tuple(_rows(v, n) for v in value)
+    if isinstance(value, dict):  # transformers' ModelOutput is an ordered dict
+        return type(value)(**{k: _rows(v, n) for k, v in value.items()})
+    return value
 
 
 def choose_offload(setting: str, device: torch.device) -> str:
