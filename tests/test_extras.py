@@ -114,6 +114,44 @@ def test_face_detail_keeps_the_source_infotext_and_no_face_is_a_warning(service,
     assert r.infotext.startswith("a portrait, oil\n") and "Face detail faces: 0" in r.infotext
 
 
+def wait_for(condition, seconds=20.0):
+    import time
+
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
+
+
+def test_extras_run_on_the_gpu_worker_in_turn(service, source, monkeypatch):
+    """Upscalers and the face pass run on the GPU queue's one worker thread, after what was
+    queued before them: compiled CUDA graphs replay only on the thread that recorded them."""
+    import threading
+
+    seen = []
+    for name in ("upscale_image", "detail_faces"):
+        real = getattr(service.manager, name)
+
+        def spy(*a, _real=real, _name=name, **kw):
+            seen.append((_name, threading.current_thread().name))
+            return _real(*a, **kw)
+        monkeypatch.setattr(service.manager, name, spy)
+    with service.queue.hold():  # a generation waits first; the Extras calls queue behind it
+        gen = threading.Thread(target=service.generate, args=(service.request(dict(prompt="x", steps=1, width=64,
+                                                                                      height=64, save_images=False)),))
+        gen.start()
+        wait_for(lambda: service.queue.pending() == 1)
+        ups = threading.Thread(target=extras.upscale, args=(service, source, "4x-Tiny"),
+                               kwargs=dict(scale=2, save_image=False))
+        ups.start()
+        wait_for(lambda: service.queue.pending() == 2)  # the upscale queued behind the generation
+        assert seen == []  # nothing runs while the queue is held
+    gen.join()
+    ups.join()
+    extras.face_detail(service, source, dict(prompt="x", seed=1, steps=1), save_image=False)
+    assert seen == [("upscale_image", "gpu-queue"), ("detail_faces", "gpu-queue")]
+
+
 def test_extras_tab_is_registered_and_builds(service):
     from webui.ui import TABS, build_ui
     assert "extras" in [t[0] for t in TABS]

@@ -79,7 +79,7 @@ def _source(image: Image.Image | None) -> tuple[Image.Image, str | None]:
 
 
 def upscale(service, image: Image.Image | None, upscaler: str, scale: float = 2.0, width: int = 0,
-            height: int = 0, save_image: bool = True) -> ExtrasResult:
+            height: int = 0, save_image: bool = True, owner: str | None = None) -> ExtrasResult:
     """Upscale an uploaded image by ``scale`` or to ``width`` x ``height``."""
     if is_latent_upscaler(upscaler):
         raise UserError(f"{upscaler} works on latents inside hires fix only; choose Lanczos or an ESRGAN model",
@@ -87,7 +87,11 @@ def upscale(service, image: Image.Image | None, upscaler: str, scale: float = 2.
     img, source_info = _source(image)
     size = target_size(img.size, scale, width, height)
     check_pixel_limit(*size, service.settings.limits.max_upload_pixels, "upscaled image")
-    out = service.manager.upscale_image(img, upscaler, size)
+    job = service.jobs.new(owner)
+    try:
+        out = service.queue.call(lambda: service.manager.upscale_image(img, upscaler, size), job)
+    finally:
+        job.state = "done"
     by_size = bool(width or height)
     params = {
         "Postprocess upscale by": None if by_size else scale,
@@ -107,7 +111,7 @@ def face_detail(service, image: Image.Image | None, fields: dict, owner: str | N
     img, source_info = _source(image)
     req = service.request({**fields, "init_image": img, "face_detail": True}, "img2img")
     job = service.jobs.new(owner)
-    r = service.manager.detail_faces(req, job)
+    r = service.queue.call(lambda: service.manager.detail_faces(req, job), job, req)
     face_params = {k: v for k, v in parse_infotext(r.infotexts[0]).items() if k.startswith("Face detail")}
     info = merge_infotext(source_info, face_params) if source_info else r.infotexts[0]
     result = ExtrasResult(r.images[0], info, warnings=list(r.warnings))

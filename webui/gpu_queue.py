@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .jobs import Job
@@ -42,10 +43,11 @@ def batch_key(req: GenerationRequest) -> tuple | None:
 
 @dataclass
 class Entry:
-    request: GenerationRequest
+    request: GenerationRequest | None
     job: Job
     owner: object
     key: tuple | None
+    work: Callable[[], object] | None = None  # GPU work that is not a generation (Extras)
     done: threading.Event = field(default_factory=threading.Event)
     result: object = None
     error: BaseException | None = None
@@ -73,8 +75,9 @@ class GPUQueue:
 
     # ---- submitting ----------------------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest, job: Job) -> Entry:
-        entry = Entry(request, job, job.owner, batch_key(request) if self.batching else None)
+    def submit(self, request: GenerationRequest | None, job: Job, work: Callable[[], object] | None = None) -> Entry:
+        key = batch_key(request) if self.batching and work is None else None
+        entry = Entry(request, job, job.owner, key, work)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the GPU queue is closed")
@@ -87,6 +90,13 @@ class GPUQueue:
     def run(self, request: GenerationRequest, job: Job):
         """Submit and wait: the call the Service makes from each request's own thread."""
         return self.submit(request, job).wait()
+
+    def call(self, work: Callable[[], object], job: Job, request: GenerationRequest | None = None):
+        """Run work() on the worker thread, in its owner's turn, and return what it returns: GPU
+        work besides generations (the Extras tab's upscalers and face pass) queues like them,
+        and compiled CUDA graphs replay only on the thread that recorded them (torch 2.11 asserts
+        otherwise: pytorch issue 123177)."""
+        return self.submit(request, job, work).wait()
 
     def hold(self) -> "_Hold":
         """`with queue.hold():` nothing starts until the block ends (lets a caller submit several
@@ -123,7 +133,7 @@ class GPUQueue:
         up to max_batch images. The served owner moves to the back of the turn order."""
         owner, queue = next(iter(self._waiting.items()))
         lead = queue.popleft()
-        taken, images = [lead], lead.request.batch_size
+        taken, images = [lead], (lead.request.batch_size if lead.request is not None else 1)
         self._waiting.move_to_end(owner)  # other owners' requests join before this owner's next
         if lead.key is not None:
             for e in self._order():
@@ -159,7 +169,10 @@ class GPUQueue:
     def _run(self, entries: list[Entry]) -> None:
         self.batches_run += 1
         try:
-            outcomes = self.manager.generate_many([(e.request, e.job) for e in entries])
+            if entries[0].work is not None:  # never merged: key None
+                outcomes = [entries[0].work()]
+            else:
+                outcomes = self.manager.generate_many([(e.request, e.job) for e in entries])
         except BaseException as exc:  # noqa: BLE001 -- handed to the waiting callers, not swallowed
             outcomes = [exc] * len(entries)
         for e, out in zip(entries, outcomes):

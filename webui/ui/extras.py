@@ -76,13 +76,14 @@ def build(service, shared):
     refresh.click(refresh_list, upscaler, upscaler, **PRIVATE)
 
     def extras_upscale(image: str, resize_mode: str, upscaling_resize: float, upscaling_resize_w: int,
-                       upscaling_resize_h: int, upscaler_1: str):
+                       upscaling_resize_h: int, upscaler_1: str, request: gr.Request = None):
         """Upscale an image by a factor or to a size with Lanczos, Nearest or an ESRGAN model."""
         try:
             to_size = resize_mode == "Scale to"
             r = extras.upscale(service, _open(image, service.settings.limits), upscaler_1, float(upscaling_resize or 0),
                                int(upscaling_resize_w or 0) if to_size else 0,
-                               int(upscaling_resize_h or 0) if to_size else 0)
+                               int(upscaling_resize_h or 0) if to_size else 0,
+                               owner=getattr(request, "session_hash", None) if request is not None else None)
         except UserError as e:
             raise gr.Error(str(e)) from None
         except Exception as e:  # keep serving; the log has the trace
