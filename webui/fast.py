@@ -9,7 +9,8 @@ then stays cached in memory and in the compile cache folder across restarts:
     batch shapes covers every mix of requests; the text encoders' batches of 75-token chunks
     are padded the same way;
   - a newly loaded checkpoint (guards see new weights);
-  - loading a LoRA into the UNet (new modules).
+  - loading a LoRA into the UNet (new modules; the first LoRA also undoes the fused QKV, see
+    unfuse_qkv). A LoRA's weight is a tensor, so new weights do not recompile (lora.py).
 Prompts, seeds, samplers, CFG and step counts change only tensor values: no recompile.
 
 Low-memory mode (--offload model|sequential, --lowvram, --medvram): accelerate's CPU offload
@@ -143,6 +144,23 @@ def _rows(value, n: int):
     if isinstance(value, dict):  # transformers' ModelOutput is an ordered dict
         return type(value)(**{k: _rows(v, n) for k, v in value.items()})
     return value
+
+
+def unfuse_qkv(unet) -> bool:
+    """Back to separate q/k/v projections before a LoRA is loaded: peft patches to_q/to_k/to_v,
+    and the fused copy made at load time would run without the LoRA. The copies are freed
+    (they doubled those weights); the pipeline stays unfused, and recompiles once."""
+    if not getattr(unet, "original_attn_processors", None):
+        return False
+    unet.unfuse_qkv_projections()
+    unet.original_attn_processors = None
+    for module in unet.modules():
+        for name in ("to_qkv", "to_kv"):
+            if isinstance(getattr(module, name, None), torch.nn.Module):
+                delattr(module, name)
+        if getattr(module, "fused_projections", False):
+            module.fused_projections = False
+    return True
 
 
 def choose_offload(setting: str, device: torch.device) -> str:

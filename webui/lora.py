@@ -26,6 +26,7 @@ import torch
 
 from .catalog import is_inside, resolve_inside
 from .errors import UserError
+from .fast import unfuse_qkv
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ class AdapterSet:
         why = family_mismatch(sd, *self._model_shape())
         if why:
             raise UserError(f"LoRA {f.name} does not fit the loaded model: {why}; it was not applied")
+        unfuse_qkv(self.pipe.unet)  # fast mode's fused q/k/v would bypass the LoRA's q/k/v
         self._counter += 1
         adapter = f"lora{self._counter}"  # peft adapter names become module keys: no dots
         try:
@@ -241,10 +243,38 @@ class AdapterSet:
         if names:
             self.pipe.enable_lora()
             self.pipe.set_adapters(names, weights)
+            self._scales_as_tensors()
         elif self._loaded:
             self.pipe.disable_lora()
         self.active = list(zip(names, weights))
         return warnings
+
+    def _scales_as_tensors(self) -> None:
+        """Hold every LoRA layer's scale in a 0-dim tensor on its device, one per layer and
+        adapter, refilled in place. peft keeps the scale as a Python float, which torch.compile
+        bakes into the graph: each new <lora:name:weight> would recompile the UNet (a minute
+        on a GPU). As a tensor it is an input of the compiled graph, like the latents."""
+        from peft.tuners.lora import LoraLayer
+
+        for part in (getattr(self.pipe, n, None) for n in ("unet", "text_encoder", "text_encoder_2")):
+            for module in part.modules() if part is not None else ():
+                if not isinstance(module, LoraLayer):
+                    continue
+                held = module.__dict__.setdefault("_scale_tensors", {})
+                for gone in set(held) - set(module.scaling):  # adapters deleted since
+                    del held[gone]
+                for adapter, value in module.scaling.items():
+                    if isinstance(value, torch.Tensor):
+                        continue
+                    t = held.get(adapter)
+                    if t is None:
+                        device = module.get_base_layer().weight.device
+                        if device.type == "meta":  # sequential offload: weights arrive per call
+                            device = torch.device("cpu")
+                        t = held[adapter] = torch.tensor(float(value), dtype=torch.float32, device=device)
+                    else:
+                        t.fill_(float(value))
+                    module.scaling[adapter] = t
 
     def adapter_of(self, f: LoraFile) -> str | None:
         return self._loaded.get(self._key(f))
