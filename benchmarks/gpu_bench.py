@@ -148,6 +148,26 @@ def build_pipeline(family: str):
     return pipe
 
 
+def save_random_lora(pipe, folder: Path) -> None:
+    """A small random rank-8 LoRA on the UNet's attention and the text encoder, saved as
+    folder/bench.safetensors (diffusers layout), for the fast-mode LoRA measure."""
+    import torch
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    layers = {}
+    for part, targets in (("unet", ["to_q", "to_k", "to_v", "to_out.0"]),
+                          ("text_encoder", ["q_proj", "k_proj", "v_proj", "out_proj"])):
+        module = getattr(pipe, part)
+        module.add_adapter(LoraConfig(r=8, lora_alpha=8, init_lora_weights=False, target_modules=targets))
+        with torch.no_grad():
+            for name, p in module.named_parameters():
+                if "lora_B" in name:
+                    p.mul_(0.05)  # a visible change, not a blow-up
+        layers[f"{part}_lora_layers"] = get_peft_model_state_dict(module)
+    folder.mkdir(parents=True, exist_ok=True)
+    type(pipe).save_lora_weights(folder, weight_name="bench.safetensors", **layers)
+
+
 def dpmpp_2m_karras(pipe):
     import diffusers
 
@@ -254,6 +274,8 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool, fast_only
     t = time.perf_counter()
     pipe.save_pretrained(ckpts / name_a)
     shutil.copytree(ckpts / name_a, ckpts / name_b)
+    if not sdxl:
+        save_random_lora(pipe, models / "Lora")
     rec.note(f"saved {family} folders in {time.perf_counter() - t:.1f}s")
     del pipe
     torch.cuda.empty_cache()
@@ -397,9 +419,28 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool, fast_only
                 images_per_s_batched=round(8 / statistics.median(batched), 2),
                 gain=round(one_by_one / statistics.median(batched), 2), floor_s=round(8 * floor, 4),
                 batched_stage_s={k: round(v, 4) for k, v in stages.items()})
+    if not sdxl:
+        # 7. LoRA in fast mode (last: the first LoRA unfuses q/k/v for good). Its first use
+        # compiles once; new weights are tensor values and must not recompile; pixels must
+        # match default mode at the same weight (prompt without emphasis, see above).
+        lora_times = {}
+        for weight in (0.6, 0.9, 0.3):
+            rq = app_request(svc, name_a, W, H, steps, prompt=f"{flat['prompt']} <lora:bench:{weight}>",
+                             negative_prompt=flat["negative_prompt"])
+            t = time.perf_counter()
+            r_lora = run_app(svc, rq)
+            lora_times[weight] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        run_app(svc, req)
+        lora_off = round(time.perf_counter() - t, 3)
+        plain = make_service(models, device_cache=1, cpu_cache=0)
+        rec.put(f"{family}_fast_lora", time_s_by_weight=lora_times, first_request_without_lora_after_s=lora_off,
+                fast_vs_default_pixels_at_0_3=diff(r_lora, run_app(plain, rq)),
+                note="weights 0.6 (first use, compiles), 0.9 and 0.3 (must not recompile)")
+        plain.close()
     svc.close()
 
-    # 7. warm start: a fresh process compiles the same shapes from the persistent cache.
+    # 8. warm start: a fresh process compiles the same shapes from the persistent cache.
     if (sdxl and quick) or fast_only:
         return
     t = time.perf_counter()
