@@ -146,12 +146,12 @@ def _rows(value, n: int):
     return value
 
 
-def unfuse_qkv(unet) -> bool:
+def unfuse_qkv(unet) -> None:
     """Back to separate q/k/v projections before a LoRA is loaded: peft patches to_q/to_k/to_v,
     and the fused copy made at load time would run without the LoRA. The copies are freed
     (they doubled those weights); the pipeline stays unfused, and recompiles once."""
     if not getattr(unet, "original_attn_processors", None):
-        return False
+        return
     unet.unfuse_qkv_projections()
     unet.original_attn_processors = None
     for module in unet.modules():
@@ -160,7 +160,6 @@ def unfuse_qkv(unet) -> bool:
                 delattr(module, name)
         if getattr(module, "fused_projections", False):
             module.fused_projections = False
-    return True
 
 
 def choose_offload(setting: str, device: torch.device) -> str:
