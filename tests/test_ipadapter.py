@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from test_controlnet import build_tiny_ip_adapter, cpu_service, face_ref, gen, px, sd1_models_dir, unit
 from webui.errors import UserError
 from webui.service import Service
+from webui.settings import Settings
 
 VARIANTS = (("base", ".safetensors"), ("plus", ".safetensors"), ("plus-face", ".bin"), ("full-face", ".bin"))
 
@@ -85,3 +87,27 @@ def test_ip_adapter_lora_and_controlnet_together(service):
     assert "IP-Adapter 0" in text and "ControlNet 0" in text and "Lora hashes" in text
     # Nothing stays attached to the shared UNet: the plain request gives the plain picture again.
     assert gen(service).images[0].tobytes() == plain.tobytes()
+
+
+def test_fast_mode_weight_change_does_not_recompile(models_dir, service, tmp_path):
+    """In fast mode a new IP-Adapter weight changes weights, not the compiled UNet's graph (a
+    recompile is a minute on a GPU), and the pixels follow it as eager ones do."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    fast = Service.create(Settings(models_dir=models_dir, outputs_dir=tmp_path, device="cpu", fast=True),
+                          load_model=False)
+    counter = CompileCounter()
+    fast.manager.compile_backend = counter
+    try:
+        gen(fast, ip_adapters=[ref("ip-plus", 0.6)])
+        compiled = counter.frame_count
+        for weight in (0.9, 0.3):
+            out = gen(fast, ip_adapters=[ref("ip-plus", weight)]).images[0]
+            assert counter.frame_count == compiled
+            assert np.abs(px(out) - px(gen(service, ip_adapters=[ref("ip-plus", weight)]).images[0])).max() <= 1
+        assert differs(gen(service, ip_adapters=[ref("ip-plus", 0.9)]).images[0],
+                       gen(service, ip_adapters=[ref("ip-plus", 0.3)]).images[0]) > 1
+    finally:
+        fast.close()
+        torch._dynamo.reset()

@@ -10,7 +10,9 @@ then stays cached in memory and in the compile cache folder across restarts:
     are padded the same way;
   - a newly loaded checkpoint (guards see new weights);
   - loading a LoRA into the UNet (new modules; the first LoRA also undoes the fused QKV, see
-    unfuse_qkv). A LoRA's weight is a tensor, so new weights do not recompile (lora.py).
+    unfuse_qkv). A LoRA's weight is a tensor, so new weights do not recompile (lora.py);
+  - the first request with an IP-Adapter, and the first without one after it (other attention
+    processors). Its weight is folded into the adapter's weights (ipadapter.py): no recompile.
 Prompts, seeds, samplers, CFG and step counts change only tensor values: no recompile.
 
 Low-memory mode (--offload model|sequential, --lowvram, --medvram): accelerate's CPU offload

@@ -284,7 +284,15 @@ def applied(cache: IPAdapterCache, pipe, refs, unet_config):
         except (RuntimeError, KeyError, ValueError) as e:
             raise UserError(f"IP-Adapter does not fit this checkpoint or its image encoder: {str(e)[:200]}",
                             field=FIELD) from e
-        pipe.set_ip_adapter_scale([r.weight for r in refs])
+        # Each weight goes into its adapter's value projection (the attention output is linear
+        # in V) and the processors' own scale stays 1: that scale is a float a compiled UNet
+        # bakes in, so every new weight would recompile it (a minute on a GPU).
+        pipe.set_ip_adapter_scale([1.0] * len(refs))
+        for proc in unet.attn_processors.values():
+            for layer, r in zip(getattr(proc, "to_v_ip", ()), refs):
+                layer.weight.data = layer.weight.data * r.weight  # a new tensor: cached weights stay
+                if layer.bias is not None:
+                    layer.bias.data = layer.bias.data * r.weight
         unet.to(cache.device)
         yield {"ip_adapter_image": [r.image.convert("RGB") for r in refs]}
     finally:
