@@ -357,7 +357,7 @@ def part_model(rec: Recorder, family: str, scratch: Path, quick: bool, fast_only
     # prompt with (emphasis:1.2) and for the same words without it. With random weights CLIP's
     # final layer norm leaves a hidden-state mean of ~0, and A1111's emphasis rescales by
     # mean_before / mean_after: that ratio blows fp16 rounding differences of the compiled text
-    # encoder (1e-2) up to whole units. Trained CLIP weights keep the mean well away from 0.
+    # encoder (1e-2) up to whole units; trained weights are expected to keep the mean off 0.
     flat = dict(prompt=PROMPT.replace("(", "").replace(":1.2)", ""), negative_prompt=NEGATIVE.replace("(", "").replace(":1.3)", ""))
     r_flat = run_app(svc, app_request(svc, name_a, W, H, steps, **flat))
     plain = make_service(models, device_cache=1, cpu_cache=0)
