@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from . import annotators
 from .catalog import resolve_inside
 from .errors import UserError
 from .images import decode_base64_image
+from .infotext import numbered_entries
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +203,9 @@ def units_from_infotext(params: dict) -> list[dict]:
     """Unit settings (no images) from "ControlNet N" infotext values, in unit order; the
     result is what build_request accepts, once an image or pose is there."""
     units = []
-    for key in sorted((k for k in params if re.fullmatch(r"ControlNet \d+", k)), key=lambda k: int(k.split()[1])):
+    for entry in numbered_entries(params, "ControlNet"):
         d: dict = {"enabled": True}
-        for part in str(params[key]).split(", "):
-            name, sep, value = part.partition(": ")
-            field_name = _INFOTEXT_KEYS.get(name.strip().lower())
-            if sep and field_name:
-                d[field_name] = value.strip()
+        d.update({_INFOTEXT_KEYS[k]: v for k, v in entry.items() if k in _INFOTEXT_KEYS})
         if "model" in d:
             units.append(d)
     return units

@@ -22,6 +22,22 @@ from numbers import Integral, Real
 
 _CONTROLNET_KEY = re.compile(r"ControlNet \d+")
 
+
+def numbered_entries(params: Mapping[str, object], prefix: str) -> list[dict[str, str]]:
+    """The values of "<prefix> 0", "<prefix> 1"... in number order, each "Name: value, Name:
+    value" text as a dict with lower-case names (how extensions write ControlNet units and
+    IP-Adapters into one infotext key each)."""
+    keys = sorted((k for k in params if re.fullmatch(re.escape(prefix) + r" \d+", k)), key=lambda k: int(k.split()[-1]))
+    out = []
+    for key in keys:
+        d = {}
+        for part in str(params[key]).split(", "):
+            name, sep, value = part.partition(": ")
+            if sep:
+                d[name.strip().lower()] = value.strip()
+        out.append(d)
+    return out
+
 from webui.samplers_names import a1111_schedule_label, a1111_sampler_name, split_legacy_sampler
 
 NEGATIVE_PREFIX = "Negative prompt:"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +37,11 @@ from PIL import Image
 from .catalog import resolve_inside
 from .errors import UserError
 from .images import decode_base64_image
+from .infotext import numbered_entries
 
 FIELD = "ip_adapters"
 MAX_ADAPTERS = 3
+DEFAULT_WEIGHT = 0.7  # the UI slider's start, and the weight of an infotext entry without one
 # Image encoders of the h94/IP-Adapter repository, used when they are in the local Hub cache.
 HUB_ENCODERS = (("h94/IP-Adapter", "models/image_encoder"), ("h94/IP-Adapter", "sdxl_models/image_encoder"))
 
@@ -58,16 +59,11 @@ class IPAdapterRef:
 def adapters_from_infotext(params: dict) -> list[dict]:
     """Adapter settings (no reference images) from "IP-Adapter N: Model: x, Weight: w" values."""
     found = []
-    for key in sorted((k for k in params if re.fullmatch(r"IP-Adapter \d+", k)), key=lambda k: int(k.split()[1])):
-        d = {}
-        for part in str(params[key]).split(", "):
-            name, sep, value = part.partition(": ")
-            if sep:
-                d[name.strip().lower()] = value.strip()
+    for d in numbered_entries(params, "IP-Adapter"):
         try:
-            weight = float(d.get("weight", 0.7))
+            weight = float(d.get("weight", DEFAULT_WEIGHT))
         except ValueError:
-            weight = 0.7
+            weight = DEFAULT_WEIGHT
         if d.get("model"):
             found.append({"model": d["model"], "weight": weight})
     return found

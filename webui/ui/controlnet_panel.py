@@ -89,7 +89,7 @@ def controlnet_accordion(tab: str, service, note: str | None = None) -> dict:
             with gr.Column():
                 out["ip_adapter_model"] = gr.Dropdown(["None"] + ipadapter.list_adapters(models_dir), value="None",
                                                       label=t("ip_adapter_model"), elem_id=f"{tab}_ip_model")
-                out["ip_adapter_weight"] = gr.Slider(0, 2, value=0.7, step=0.05, label=t("ip_adapter_weight"),
+                out["ip_adapter_weight"] = gr.Slider(0, 2, value=ipadapter.DEFAULT_WEIGHT, step=0.05, label=t("ip_adapter_weight"),
                                                      elem_id=f"{tab}_ip_weight")
     return out
 
@@ -197,7 +197,7 @@ def adapters_from_values(values: dict) -> list[dict]:
     model, image = values.get("ip_adapter_model"), values.get("ip_adapter_image")
     if not model or model == "None" or image is None:
         return []
-    return [{"model": model, "image": image, "weight": values.get("ip_adapter_weight", 0.7)}]
+    return [{"model": model, "image": image, "weight": values.get("ip_adapter_weight", ipadapter.DEFAULT_WEIGHT)}]
 
 
 def units_from_values(values: dict) -> list[dict]:
