@@ -429,8 +429,8 @@ def test_no_api_flag_leaves_the_routes_off(service):
     from webui.ui import launch_kwargs
 
     off = dataclasses.replace(service, settings=dataclasses.replace(service.settings, api=False))
-    assert "app_kwargs" not in launch_kwargs(off)
-    assert "app_kwargs" in launch_kwargs(service)
+    assert "lifespan" not in launch_kwargs(off)["app_kwargs"]
+    assert "lifespan" in launch_kwargs(service)["app_kwargs"]
 
 
 # ---- Gradio API page and the PNG Info "Send to txt2img" -----------------------------------

@@ -231,6 +231,12 @@ def submit(c, **fields):
     return c.submit(**base, api_name="/txt2img")
 
 
+def owner(c) -> str:
+    """The server-side owner key of a gradio_client's page (its session cookie + session_hash)."""
+    from webui.identity import SESSION_COOKIE, ui_owner
+    return ui_owner(None, c.cookies.get(SESSION_COOKIE, ""), c.session_hash)
+
+
 def wait_for(service, session, cond, timeout=120):
     import time
     end = time.monotonic() + timeout
@@ -254,15 +260,15 @@ def test_two_sessions_generating_at_once_get_their_own_images(server, service):
     assert seeds_of(ga) == [100, 101] and "Seed: 100," in info_a
     assert seeds_of(gb) == [200, 201] and "Seed: 200," in info_b
     # each session's history holds its own images only
-    hist_a = [t for _, t in service.jobs.history(a.session_hash)]
+    hist_a = [t for _, t in service.jobs.history(owner(a))]
     assert hist_a and all("Seed: 10" in t for t in hist_a)
-    assert all("Seed: 20" in t for _, t in service.jobs.history(b.session_hash))
+    assert all("Seed: 20" in t for _, t in service.jobs.history(owner(b)))
 
 
 def test_interrupt_stops_only_the_pressing_sessions_job(server, service):
     a, b = client(server), client(server)
     ja = submit(a, seed=300, steps=150, n_iter=3)
-    job_a = wait_for(service, a.session_hash, lambda j: j.state == "running" and j.step >= 1)
+    job_a = wait_for(service, owner(a), lambda j: j.state == "running" and j.step >= 1)
     jb = submit(b, seed=400, n_iter=2)                  # waits for the GPU behind A
     b.predict(api_name="/interrupt")                    # B has nothing running: A must go on
     assert not job_a.interrupted and job_a.state == "running"
@@ -276,9 +282,9 @@ def test_interrupt_stops_only_the_pressing_sessions_job(server, service):
 def test_skip_moves_to_the_next_image_through_the_ui(server, service):
     a = client(server)
     ja = submit(a, seed=500, steps=150, n_iter=2)
-    wait_for(service, a.session_hash, lambda j: j.state == "running" and j.image_index == 0 and j.step >= 1)
+    wait_for(service, owner(a), lambda j: j.state == "running" and j.image_index == 0 and j.step >= 1)
     a.predict(api_name="/skip")
-    wait_for(service, a.session_hash, lambda j: j.image_index == 1 and j.step >= 1)
+    wait_for(service, owner(a), lambda j: j.image_index == 1 and j.step >= 1)
     a.predict(api_name="/interrupt")
     gallery, info = ja.result()
     assert seeds_of(gallery) == [501]                   # image 1 skipped, image 2 stopped and kept

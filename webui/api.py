@@ -17,27 +17,28 @@ Jobs are scoped (A1111 lets anyone interrupt anyone; we do not):
 from __future__ import annotations
 
 import base64
-import functools
 import io
 import json
 import logging
 import re
-import secrets
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from . import __version__
+from .api_access import StatusError, caller_dependency, until_disconnect, user_errors
+from .api_access import find_job as find_job_for
 from .errors import UserError
 from .image_meta import png_bytes_with_infotext
 from .images import decode_base64_bytes, decode_base64_image, to_mask, to_rgb
+from .identity import Caller
 from .infotext import parse_infotext
 from .jobs import Job
 from .pnginfo import png_info
@@ -157,29 +158,8 @@ def _b64_png(image, infotext: str | None = None) -> str:
     return base64.b64encode(png_bytes_with_infotext(image, infotext)).decode("ascii")
 
 
-def _error(status: int, e: UserError) -> JSONResponse:
-    return JSONResponse({"error": "UserError", "detail": str(e), "field": e.field}, status_code=status)
-
-
-class _Status(UserError):
-    """A UserError with a specific HTTP status (404 unknown name, 400 refused path...)."""
-
-    def __init__(self, status: int, message: str, field: str | None = None):
-        super().__init__(message, field)
-        self.status = status
-
-
-def _user_errors(fn: Callable) -> Callable:
-    """UserError -> HTTP 4xx naming the field; the server keeps serving."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except _Status as e:
-            return _error(e.status, e)
-        except UserError as e:
-            return _error(422, e)
-    return wrapper
+_Status = StatusError
+_user_errors = user_errors
 
 
 def _has_path(name: str) -> bool:
@@ -271,19 +251,7 @@ def _info(result, req) -> str:
 
 def build_router(service) -> APIRouter:
     settings = service.settings
-    basic = HTTPBasic(auto_error=False)
-
-    def caller(request: Request, cred: HTTPBasicCredentials | None = Depends(basic)) -> str:
-        """Who is calling: the --auth user (checked here), else the client address."""
-        if settings.auth:
-            ok = cred is not None and any(
-                secrets.compare_digest(cred.username.encode(), u.encode())
-                & secrets.compare_digest(cred.password.encode(), p.encode()) for u, p in settings.auth)
-            if not ok:
-                raise HTTPException(401, "this server needs a user name and password (the --auth ones)",
-                                    headers={"WWW-Authenticate": "Basic"})
-            return f"api:{cred.username}"
-        return f"api:{request.client.host if request.client else 'local'}"
+    caller = caller_dependency(settings)
 
     router = APIRouter(prefix=API_PREFIX, tags=["sdapi"], dependencies=[Depends(caller)])
 
@@ -298,49 +266,43 @@ def build_router(service) -> APIRouter:
         except UserError as e:
             raise _Status(404, str(e), field="sd_model_checkpoint") from None
 
-    def find_job(who: str, ref: JobRef) -> Job | None:
-        jobs = service.jobs
-        if ref.id_task:
-            job = jobs.get(ref.id_task)
-            # Another --auth user's API job stays invisible, even by id.
-            if job is not None and settings.auth and (job.owner or "").startswith("api:") and job.owner != who:
-                return None
-            return job
-        if ref.session_hash:
-            return jobs.latest_for(ref.session_hash)
-        return jobs.latest_for(who)
+    def find_job(who: Caller, ref: JobRef) -> Job | None:
+        return find_job_for(service.jobs, who, bool(settings.auth), ref.id_task, ref.session_hash)
 
-    def run(body: Txt2ImgBody, req, who: str) -> dict:
+    async def run(request: Request, body: Txt2ImgBody, parse: Callable, who: Caller) -> dict:
+        """Parse (in a worker thread: images are decoded there), then generate while watching
+        the connection: a client that hangs up stops its job."""
+        req = await run_in_threadpool(parse)
         check_checkpoint(req.sd_model_checkpoint)
         task_id = body.force_task_id
         if task_id is not None and not _TASK_ID.match(task_id):
             raise UserError("force_task_id may hold letters, digits and _().:- (at most 100)", field="force_task_id")
         job = service.jobs.new(who, task_id)
-        result = service.generate(req, owner=who, job=job)
+        result = await until_disconnect(request, job, lambda: service.generate(req, owner=who, job=job))
         images = [_b64_png(img, info) for img, info in zip(result.images, result.infotexts)] if body.send_images else []
         return {"images": images, "parameters": _echo(body, req), "info": _info(result, req)}
 
     @router.post("/txt2img", response_model=ImageResponse, summary="Generate images from a prompt")
     @_user_errors
-    def txt2img(body: Txt2ImgBody, who: str = Depends(caller)):
-        req = service.request(_fields(body), "txt2img")
-        return run(body, req, who)
+    async def txt2img(body: Txt2ImgBody, request: Request, who: Caller = Depends(caller)):
+        return await run(request, body, lambda: service.request(_fields(body), "txt2img"), who)
 
     @router.post("/img2img", response_model=ImageResponse,
                  summary="Repaint an image (img2img), or the masked part of it (inpaint) when `mask` is given")
     @_user_errors
-    def img2img(body: Img2ImgBody, who: str = Depends(caller)):
-        fields = _fields(body)
-        inits = body.init_images
-        if not inits:
-            raise UserError("init_images must hold at least one base64 image", field="init_images")
-        fields["init_image"] = to_rgb(decode_base64_image(inits[0], "init_images", service.settings.limits))
-        task = "img2img"
-        if body.mask:
-            fields["mask"] = to_mask(decode_base64_image(body.mask, "mask", service.settings.limits))
-            task = "inpaint"
-        req = service.request(fields, task)
-        return run(body, req, who)
+    async def img2img(body: Img2ImgBody, request: Request, who: Caller = Depends(caller)):
+        def parse():
+            fields = _fields(body)
+            inits = body.init_images
+            if not inits:
+                raise UserError("init_images must hold at least one base64 image", field="init_images")
+            fields["init_image"] = to_rgb(decode_base64_image(inits[0], "init_images", service.settings.limits))
+            task = "img2img"
+            if body.mask:
+                fields["mask"] = to_mask(decode_base64_image(body.mask, "mask", service.settings.limits))
+                task = "inpaint"
+            return service.request(fields, task)
+        return await run(request, body, parse, who)
 
     @router.get("/options", summary="Current settings (the active checkpoint, ...)")
     def get_options() -> dict:
@@ -361,14 +323,15 @@ def build_router(service) -> APIRouter:
     @router.post("/options", summary="Change settings; `sd_model_checkpoint` (title, name or hash) switches the "
                                      "model. Other keys are accepted and ignored.")
     @_user_errors
-    def set_options(body: dict[str, Any] = Body(..., examples=[{"sd_model_checkpoint": "model.safetensors"}])):
+    def set_options(body: dict[str, Any] = Body(..., examples=[{"sd_model_checkpoint": "model.safetensors"}]),
+                    who: Caller = Depends(caller)):
         if "sd_model_checkpoint" in body:
             name = body["sd_model_checkpoint"]
             if not isinstance(name, str) or not name.strip():
                 raise UserError("sd_model_checkpoint must be a checkpoint title, name or hash",
                                 field="sd_model_checkpoint")
             check_checkpoint(name)
-            service.select_model(name)
+            service.select_model(name, who)
         ignored = sorted(k for k in body if k != "sd_model_checkpoint")
         if ignored:
             log.info("options not supported (ignored): %s", ", ".join(ignored))
@@ -447,7 +410,7 @@ def build_router(service) -> APIRouter:
     @router.get("/progress", response_model=ProgressResponse,
                 summary="Progress of a job: `id_task`, else `session_hash`'s, else the caller's latest")
     def progress(id_task: str | None = None, session_hash: str | None = None, skip_current_image: bool = False,
-                 who: str = Depends(caller)):
+                 who: Caller = Depends(caller)):
         job = find_job(who, JobRef(id_task=id_task, session_hash=session_hash))
         running = job is not None and job.state != "done"
         state = {
@@ -466,7 +429,7 @@ def build_router(service) -> APIRouter:
         return ProgressResponse(progress=job.progress() if running else 0.0, eta_relative=eta or 0.0, state=state,
                                 current_image=image, current_task=job.id if running else None)
 
-    def stop(who: str, ref: JobRef | None, id_task: str | None, session_hash: str | None, what: str) -> dict:
+    def stop(who: Caller, ref: JobRef | None, id_task: str | None, session_hash: str | None, what: str) -> dict:
         ref = ref or JobRef()
         ref = JobRef(id_task=ref.id_task or id_task, session_hash=ref.session_hash or session_hash)
         job = find_job(who, ref)
@@ -477,12 +440,12 @@ def build_router(service) -> APIRouter:
 
     @router.post("/interrupt", summary="Stop a job now, keeping finished images (scoped as /progress)")
     def interrupt(ref: JobRef | None = Body(None), id_task: str | None = None, session_hash: str | None = None,
-                  who: str = Depends(caller)):
+                  who: Caller = Depends(caller)):
         return stop(who, ref, id_task, session_hash, "interrupt")
 
     @router.post("/skip", summary="Skip to the next image batch of a job (scoped as /progress)")
     def skip(ref: JobRef | None = Body(None), id_task: str | None = None, session_hash: str | None = None,
-             who: str = Depends(caller)):
+             who: Caller = Depends(caller)):
         return stop(who, ref, id_task, session_hash, "skip")
 
     @router.post("/png-info", response_model=PngInfoResponse,
@@ -582,7 +545,8 @@ def _memory() -> dict:
 # ---- mounting on Gradio's own app ----
 
 def attach_api(app: FastAPI, service) -> None:
-    """Add the routes to Gradio's FastAPI app, and make /openapi.json (and /docs) describe them."""
+    """Add the routes to Gradio's FastAPI app, and /openapi.json and /docs describing them,
+    behind the same --auth check as every route."""
     router = build_router(service)
     app.include_router(router)
 
@@ -596,6 +560,11 @@ def attach_api(app: FastAPI, service) -> None:
 
     app.openapi_schema = None
     app.openapi = openapi
+    docs = APIRouter(dependencies=[Depends(caller_dependency(service.settings))], include_in_schema=False)
+    docs.add_api_route("/openapi.json", lambda: openapi(), methods=["GET"])
+    docs.add_api_route("/docs", lambda: get_swagger_ui_html(openapi_url="/openapi.json",
+                                                             title="Portrait Studio API"), methods=["GET"])
+    app.include_router(docs)
 
 
 def api_lifespan(service):

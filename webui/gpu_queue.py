@@ -17,6 +17,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .engine import GenerationResult
+from .errors import UserError
 from .jobs import Job
 from .request import GenerationRequest
 
@@ -62,8 +64,11 @@ class Entry:
 class GPUQueue:
     """Fair, batching job queue in front of PipelineManager.generate_many."""
 
-    def __init__(self, manager, max_batch: int = 8, batching: bool = True):
+    def __init__(self, manager, max_batch: int = 8, batching: bool = True,
+                 admit: Callable[[Job], None] | None = None):
         self.manager = manager
+        # Called with each job before it takes a place (the rate limit); may raise UserError.
+        self.admit = admit
         self.max_batch = max(1, int(max_batch))
         self.batching = batching
         self._cond = threading.Condition()
@@ -76,6 +81,8 @@ class GPUQueue:
     # ---- submitting ----------------------------------------------------------------------------
 
     def submit(self, request: GenerationRequest | None, job: Job, work: Callable[[], object] | None = None) -> Entry:
+        if self.admit is not None:
+            self.admit(job)
         key = batch_key(request) if self.batching and work is None else None
         entry = Entry(request, job, job.owner, key, work)
         with self._cond:
@@ -164,7 +171,26 @@ class GPUQueue:
                 for e in entries:
                     e.job.queue_position = None
                 self._update_positions()
-            self._run(entries)
+            entries = self._drop_stopped(entries)
+            if entries:
+                self._run(entries)
+
+    @staticmethod
+    def _drop_stopped(entries: list[Entry]) -> list[Entry]:
+        """Jobs interrupted while they waited (their client went away, or pressed Interrupt)
+        never reach the GPU: they end with no images."""
+        keep = []
+        for e in entries:
+            if not e.job.interrupted:
+                keep.append(e)
+                continue
+            if e.work is not None or e.request is None:
+                e.error = UserError("stopped before it started")
+            else:
+                e.result = GenerationResult(e.request, [], [], [], "", None, interrupted=True)
+            e.job.state = "done"
+            e.done.set()
+        return keep
 
     def _run(self, entries: list[Entry]) -> None:
         self.batches_run += 1

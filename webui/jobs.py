@@ -21,6 +21,9 @@ from .errors import UserError
 @dataclass
 class Job:
     owner: str | None = None
+    # Who started it (identity.Caller), when it came from the UI or the API: its verified user
+    # guards access by job id, and its rate-limit key is counted when it enters the GPU queue.
+    caller: object = field(default=None, repr=False)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "queued"          # queued -> running -> done
     queue_position: int | None = None  # set by the GPU queue while waiting (0 = next)
@@ -138,9 +141,12 @@ class JobRegistry:
         self._lock = threading.Lock()
         self._history: OrderedDict[str, deque] = OrderedDict()
 
-    def new(self, owner: str | None, job_id: str | None = None) -> Job:
-        """A new job; `job_id` lets an API client pick the id it will poll (A1111's force_task_id)."""
-        job = Job(owner=owner, id=job_id) if job_id else Job(owner=owner)
+    def new(self, owner, job_id: str | None = None) -> Job:
+        """A new job for `owner` (an identity.Caller, or a plain owner key for internal work);
+        `job_id` lets an API client pick the id it will poll (A1111's force_task_id)."""
+        caller = owner if hasattr(owner, "owner") else None
+        key = caller.owner if caller is not None else owner
+        job = Job(owner=key, caller=caller, id=job_id) if job_id else Job(owner=key, caller=caller)
         with self._lock:
             if job.id in self._jobs:
                 raise UserError(f"a job with id {job.id!r} already exists; use a new id", field="force_task_id")

@@ -1,7 +1,8 @@
 """A per-client limit on generations per minute for public deployments (--rate-limit N).
 
-Checked when a request arrives, before it takes a place in the GPU queue, so a client that
-floods the queue is told to wait instead of pushing everyone else back."""
+Checked when a job asks for a place in the GPU queue (generations, Extras, model switches; UI,
+REST and gradio_client alike), so a client that floods the queue is told to wait instead of
+pushing everyone else back. Who counts as one client is identity.Caller.rate_key."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ import time
 from collections import OrderedDict, deque
 
 from .errors import UserError
+
+
+class RateLimited(UserError):
+    """Over the limit; `retry_after` is the wait in seconds (REST: HTTP 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RateLimiter:
@@ -35,8 +44,8 @@ class RateLimiter:
                 times.popleft()
             if len(times) >= self.per_minute:
                 wait = max(1, round(self.WINDOW_S - (now - times[0])))
-                raise UserError(f"rate limit: at most {self.per_minute} generations per minute on this server; "
-                                f"try again in {wait} s")
+                raise RateLimited(f"rate limit: at most {self.per_minute} generations per minute on this server; "
+                                  f"try again in {wait} s", retry_after=wait)
             times.append(now)
             while len(self._seen) > self.MAX_CLIENTS:
                 self._seen.popitem(last=False)

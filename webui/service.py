@@ -16,6 +16,7 @@ from .catalog import Catalog
 from .engine import GenerationResult, PipelineManager
 from .errors import UserError
 from .gpu_queue import GPUQueue, in_caller_context
+from .identity import Caller
 from .jobs import Job, JobRegistry, Snapshot
 from .outputs import save_result
 from .presets import Preset, find_preset, load_presets, normalize_family
@@ -58,7 +59,7 @@ class Service:
             self.gpu_stream = gpu(self.generate_stream)
         if self.queue is None:
             self.queue = GPUQueue(self.manager, max_batch=self.settings.limits.max_batch_size,
-                                  batching=self.settings.batching)
+                                  batching=self.settings.batching, admit=self._admit_job)
 
     @classmethod
     def create(cls, settings: Settings, load_model: bool = True) -> "Service":
@@ -152,7 +153,7 @@ class Service:
         except UserError:
             return "sd1"
 
-    def generate(self, req: GenerationRequest, owner: str | None = None,
+    def generate(self, req: GenerationRequest, owner: Caller | str | None = None,
                  listener: Callable[[Job], None] | None = None, job: Job | None = None) -> GenerationResult:
         """Run a validated request and save its images (a failed save only adds a warning)."""
         job = job or self.jobs.new(owner)
@@ -164,10 +165,10 @@ class Service:
             self.safety.apply(result)  # before saving: a hidden image never reaches the disk
         if req.save_images:
             save_result(result, self.settings.outputs_dir)
-        self.jobs.record(owner, result)
+        self.jobs.record(job.owner, result)
         return result
 
-    def generate_stream(self, req: GenerationRequest, owner: str | None = None,
+    def generate_stream(self, req: GenerationRequest, owner: Caller | str | None = None,
                         poll_s: float = 0.25) -> Iterator[Snapshot | GenerationResult]:
         """Run `req` in a worker thread, yielding Snapshots (step, ETA, queue position, new
         previews) while it runs and the GenerationResult last. Closing the generator early
@@ -209,11 +210,15 @@ class Service:
             raise box["error"]
         yield box["result"]
 
-    def admit(self, client: str | None) -> None:
-        """The rate limit (--rate-limit), checked before a request joins the GPU queue;
-        raises UserError with the wait when the client is over it."""
-        if self.rate is not None:
-            self.rate.admit(client)
+    def admit(self, caller: Caller | None) -> None:
+        """The rate limit (--rate-limit) for GPU work a caller asks for; raises RateLimited
+        (a UserError) with the wait when the caller is over it. Internal work (no caller) is free."""
+        if self.rate is not None and caller is not None:
+            self.rate.admit(caller.rate_key(self.settings.rate_limit_by))
+
+    def _admit_job(self, job: Job) -> None:
+        # Every job passes here on its way into the GPU queue: UI, REST, Extras alike.
+        self.admit(job.caller)
 
     def close(self) -> None:
         """Finish queued jobs, stop the GPU worker and free the models (tests, benchmarks)."""
@@ -233,7 +238,8 @@ class Service:
             self.generate(req, owner="warm-up")
             log.info("fast mode: compiled %dx%d", w, h)
 
-    def select_model(self, name: str) -> str:
+    def select_model(self, name: str, caller: Caller | None = None) -> str:
+        self.admit(caller)  # loading a checkpoint is GPU work too
         model = self.manager.select(name)
         return self.catalog.title(model.ckpt)
 

@@ -65,6 +65,11 @@ class Settings:
     # Public deployments: jobs per minute per client (0 = unlimited), counted per IP or session.
     rate_limit: int = 0
     rate_limit_by: str = "ip"
+    # Proxies whose X-Forwarded-For is believed (comma-separated addresses or networks; "" = none).
+    forwarded_allow_ips: str = ""
+    # Every client arrives through one proxy that is not named above (Hugging Face Spaces): the
+    # connection's address then identifies nobody.
+    behind_proxy: bool = False
     safety_filter: bool = False
     # Speed and memory (webui/fast.py): compiled fast path, cross-user batching, offload.
     fast: bool = False
@@ -153,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most generations per minute per client for public deployments (0 = no limit)")
     p.add_argument("--rate-limit-by", default=_env("RATE_LIMIT_BY", "ip"), choices=["ip", "session"],
                    help="count the rate limit per IP address or per browser session")
+    p.add_argument("--forwarded-allow-ips", default=_env("FORWARDED_ALLOW_IPS", ""),
+                   help="proxies (addresses or networks, comma-separated) whose X-Forwarded-For header is "
+                        "believed; by default none is, so the header cannot dodge the rate limit")
     p.add_argument("--safety-filter", action="store_true", default=_env_flag("SAFETY_FILTER"),
                    help="hide images an NSFW classifier flags (weights in models/safety_checker)")
     p.add_argument("--fast", action="store_true", default=bool(_env("FAST")),
@@ -193,7 +201,8 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         device=a.device, dtype=a.dtype, demo=a.demo, api=not a.no_api,
         device_cache=max(1, a.device_cache), cpu_cache=max(0, a.cpu_cache), limits=limits,
         preview=a.preview, preview_every=max(0, a.preview_every), rate_limit=max(0, a.rate_limit),
-        rate_limit_by=a.rate_limit_by, safety_filter=a.safety_filter, translator=a.translator,
+        rate_limit_by=a.rate_limit_by, forwarded_allow_ips=a.forwarded_allow_ips.strip(),
+        behind_proxy=bool(os.environ.get("SPACE_ID")), safety_filter=a.safety_filter, translator=a.translator,
         fast=a.fast, warmup=a.warmup, compile_mode=a.compile_mode,
         compile_cache_dir=Path(a.compile_cache_dir) if a.compile_cache_dir else None,
         batching=not a.no_batching, offload=offload, vae_tiling=a.vae_tiling or a.lowvram or a.medvram,

@@ -7,15 +7,18 @@ Add a tab by adding it to TABS.
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from ..errors import UserError
 from ..i18n import I18N, t
+from ..identity import SessionCookie
 from ..service import DEMO_NOTICE
 from . import extras, history, img2img, inpaint, pnginfo, txt2img
-from .common import GPU, PRIVATE
+from .common import GPU, PRIVATE, caller_of
 
 CSS = """
 #demo_notice {border-left: 4px solid #f59e0b; padding-left: 12px;}
@@ -47,11 +50,12 @@ def build_ui(service) -> gr.Blocks:
             return (gr.Dropdown(choices=service.checkpoint_titles(), value=service.active_title()),
                     gr.Dropdown(choices=vaes, value=vae if vae in vaes else "Automatic"))
 
-        def switch(title):
+        def switch(title, request: gr.Request):
             if not title:
                 return gr.Dropdown()
             try:
-                return gr.Dropdown(choices=service.checkpoint_titles(), value=service.select_model(title))
+                return gr.Dropdown(choices=service.checkpoint_titles(),
+                                   value=service.select_model(title, caller_of(service, request)))
             except UserError as e:
                 gr.Warning(str(e))
                 return gr.Dropdown(value=service.active_title())
@@ -100,10 +104,16 @@ def launch_kwargs(service) -> dict:
         # Only generated images may be served as files; uploads are capped at the same size
         # the API accepts.
         allowed_paths=[str(s.outputs_dir.resolve())],
+        app_kwargs={"middleware": [Middleware(SessionCookie)]},
         max_file_size=s.limits.max_upload_bytes,
         css=CSS, theme=gr.themes.Soft(), i18n=I18N,
     )
     if s.api:
         from ..api import api_lifespan
-        kwargs["app_kwargs"] = {"lifespan": api_lifespan(service), "docs_url": "/docs"}
+        # /docs and /openapi.json are the API's own routes, behind --auth like every other.
+        kwargs["app_kwargs"].update(lifespan=api_lifespan(service), docs_url=None, openapi_url=None)
+    # uvicorn (started inside launch) rewrites the client address from X-Forwarded-For only for
+    # the proxies named here; its default would believe any request from 127.0.0.1, which is
+    # where a --share tunnel connects from.
+    os.environ["FORWARDED_ALLOW_IPS"] = s.forwarded_allow_ips
     return kwargs

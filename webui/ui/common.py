@@ -12,6 +12,7 @@ import gradio as gr
 from ..engine import GenerationResult
 from ..errors import UserError
 from ..i18n import t
+from ..identity import Caller, client_address, session_id
 from ..request import MAX_SEED
 from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
 
@@ -79,8 +80,22 @@ def prompt_row(tab: str, service=None) -> tuple[gr.Textbox, gr.Textbox, gr.Butto
 CONTROL = {"concurrency_limit": None}
 
 
-def session_of(request: gr.Request | None) -> str | None:
-    return getattr(request, "session_hash", None) if request is not None else None
+def caller_of(service, request: gr.Request | None) -> Caller | None:
+    """Who pressed the button: the logged-in user (verified by Gradio), the connection's address
+    and the server-issued session cookie, plus the page's session_hash (see identity.py)."""
+    if request is None:
+        return None
+    client = getattr(request, "client", None)
+    headers = getattr(request, "headers", None) or {}
+    return Caller("ui", user=getattr(request, "username", None) or None,
+                  address=client_address(getattr(client, "host", None), service.settings),
+                  sid=session_id(headers.get("cookie")), session_hash=getattr(request, "session_hash", None) or "")
+
+
+def owner_of(service, request: gr.Request | None) -> str | None:
+    """The key of this page's jobs and History."""
+    caller = caller_of(service, request)
+    return caller.owner if caller is not None else None
 
 
 def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
@@ -93,13 +108,13 @@ def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
 
     def do_interrupt(request: gr.Request):
         """Stop this session's generation now; finished images are kept."""
-        n = service.jobs.interrupt(session_of(request))
+        n = service.jobs.interrupt(owner_of(service, request))
         gr.Info("Stopping after this step; finished images are kept" if n else "Nothing of yours is running")
         return None
 
     def do_skip(request: gr.Request):
         """Drop the image being made in this session's generation and go on with the next one."""
-        n = service.jobs.skip(session_of(request))
+        n = service.jobs.skip(owner_of(service, request))
         gr.Info("Skipping to the next image" if n else "Nothing of yours is running")
         return None
 
@@ -309,23 +324,13 @@ def gallery_output(result) -> tuple[list, str, dict]:
     return items, info, {"seeds": result.seeds, "infotexts": result.infotexts}
 
 
-def client_key(service, request: gr.Request | None) -> str | None:
-    """Who the rate limit counts: the client's IP address, or its browser session."""
-    session = session_of(request)
-    if service.settings.rate_limit_by == "session" or request is None:
-        return session
-    client = getattr(request, "client", None)
-    return getattr(client, "host", None) or session
-
-
 def run_generation(service, fields: dict, task: str, request: gr.Request | None, progress):
     """Shared body of the tabs' Generate handlers, a generator: while the job runs it yields
     the live preview into the gallery and "step i/N, ETA" into the infotext box (and the
     progress bar), then the saved images, the first infotext and the state."""
-    owner = session_of(request)
+    owner = caller_of(service, request)
     try:
         req, notes = service.prepare(fields, task)
-        service.admit(client_key(service, request))
     except UserError as e:
         raise gr.Error(str(e)) from None
     for note in notes:

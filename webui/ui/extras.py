@@ -13,7 +13,7 @@ from ..images import open_upload
 from ..request import MAX_SEED
 from ..upscalers import list_upscalers
 from ..i18n import t
-from .common import GPU, PRIVATE, face_detail_controls
+from .common import GPU, PRIVATE, caller_of, face_detail_controls
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def build(service, shared):
             r = extras.upscale(service, _open(image, service.settings.limits), upscaler_1, float(upscaling_resize or 0),
                                int(upscaling_resize_w or 0) if to_size else 0,
                                int(upscaling_resize_h or 0) if to_size else 0,
-                               owner=getattr(request, "session_hash", None) if request is not None else None)
+                               owner=caller_of(service, request))
         except UserError as e:
             raise gr.Error(str(e)) from None
         except Exception as e:  # keep serving; the log has the trace
@@ -110,8 +110,7 @@ def build(service, shared):
                 prompt = parsed.get("Prompt", "")
                 negative_prompt = negative_prompt or parsed.get("Negative prompt", "")
             fields.update(prompt=prompt, negative_prompt=negative_prompt, steps=steps, seed=seed)
-            owner = getattr(request, "session_hash", None) if request is not None else None
-            r = extras.face_detail(service, img, fields, owner=owner)
+            r = extras.face_detail(service, img, fields, owner=caller_of(service, request))
         except UserError as e:
             raise gr.Error(str(e)) from None
         except Exception as e:  # keep serving; the log has the trace

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..image_meta import read_infotext
 from ..infotext import infotext_to_fields
 from ..i18n import t
-from .common import PRIVATE, session_of, warn_left_unchanged
+from .common import PRIVATE, owner_of, warn_left_unchanged
 from .controlnet_panel import restore_updates
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -91,7 +91,7 @@ def build(service, shared):
                       buttons=["copy"])
 
     def load_session(request: gr.Request):
-        items = service.jobs.history(session_of(request))[::-1]  # newest first
+        items = service.jobs.history(owner_of(service, request))[::-1]  # newest first
         gallery = [(img if not isinstance(img, Path) else str(img), None) for img, _ in items]
         return gallery, [(str(img) if isinstance(img, Path) else img, text) for img, text in items]
 

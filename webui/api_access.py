@@ -1,0 +1,122 @@
+"""Who may call the REST API and which jobs a caller reaches.
+
+- `caller_dependency`: the --auth check (HTTP basic) and the identity.Caller of each request.
+- `find_job`: progress/interrupt/skip address a job by `id_task`, by a UI page's `session_hash`
+  (hashed with the caller's verified user and session cookie, so only that page's own browser
+  reaches it), or else the caller's own latest API job. Under --auth a job of another user is
+  never reached, even by its id.
+- `until_disconnect`: a generation whose client hangs up is stopped (dropped while it waits in
+  the GPU queue, interrupted while it runs).
+- `error_response`: UserError -> HTTP 4xx naming the field (429 with Retry-After when rate limited).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import secrets
+from typing import Callable
+
+import anyio
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.concurrency import run_in_threadpool
+
+from .errors import UserError
+from .identity import Caller, client_address, session_id, ui_owner
+from .jobs import Job
+from .ratelimit import RateLimited
+
+DISCONNECT_POLL_S = 0.25
+
+
+class StatusError(UserError):
+    """A UserError with a specific HTTP status (404 unknown name, 400 refused path...)."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message, field)
+        self.status = status
+
+
+def error_response(e: UserError) -> JSONResponse:
+    status, headers = 422, None
+    if isinstance(e, StatusError):
+        status = e.status
+    elif isinstance(e, RateLimited):
+        status, headers = 429, {"Retry-After": str(e.retry_after)}
+    return JSONResponse({"error": "UserError", "detail": str(e), "field": e.field}, status_code=status,
+                        headers=headers)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """UserError -> HTTP 4xx naming the field; the server keeps serving. Sync or async routes."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except UserError as e:
+                return error_response(e)
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            return error_response(e)
+    return wrapper
+
+
+def caller_dependency(settings):
+    """A FastAPI dependency: the verified Caller, or 401 under --auth without valid credentials."""
+    basic = HTTPBasic(auto_error=False)
+
+    def caller(request: Request, cred: HTTPBasicCredentials | None = Depends(basic)) -> Caller:
+        user = None
+        if settings.auth:
+            ok = cred is not None and any(
+                secrets.compare_digest(cred.username.encode(), u.encode())
+                & secrets.compare_digest(cred.password.encode(), p.encode()) for u, p in settings.auth)
+            if not ok:
+                raise HTTPException(401, "this server needs a user name and password (the --auth ones)",
+                                    headers={"WWW-Authenticate": "Basic"})
+            user = cred.username
+        host = request.client.host if request.client else None
+        return Caller("api", user=user, address=client_address(host, settings),
+                      sid=session_id(request.headers.get("cookie")))
+
+    return caller
+
+
+def find_job(jobs, caller: Caller, auth_on: bool, id_task: str | None, session_hash: str | None) -> Job | None:
+    if id_task:
+        job = jobs.get(id_task)
+        if job is None:
+            return None
+        job_user = getattr(job.caller, "user", None)
+        return job if caller.may_see(job_user, auth_on) else None
+    if session_hash:
+        return jobs.latest_for(ui_owner(caller.user, caller.sid, session_hash))
+    return jobs.latest_for(caller.owner) if caller.owner else None
+
+
+async def until_disconnect(request: Request, job: Job, work: Callable[[], object]):
+    """Run work() in a worker thread; if the client disconnects first, stop `job` (the GPU
+    queue drops it while it waits, the engine stops it after the current step while it runs)
+    and still wait for work() to end, so nothing is left half-done."""
+    async with anyio.create_task_group() as tg:
+        async def watch():
+            while not await request.is_disconnected():
+                await anyio.sleep(DISCONNECT_POLL_S)
+            job.interrupt()
+
+        tg.start_soon(watch)
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            tg.cancel_scope.cancel()
+
+
+__all__ = ["StatusError", "caller_dependency", "error_response", "find_job", "until_disconnect", "user_errors"]
