@@ -106,17 +106,23 @@ async def until_disconnect(request: Request, job: Job, work: Callable[[], object
     """Run work() in a worker thread; if the client disconnects first, stop `job` (the GPU
     queue drops it while it waits, the engine stops it after the current step while it runs)
     and still wait for work() to end, so nothing is left half-done."""
-    async with anyio.create_task_group() as tg:
-        async def watch():
-            while not await request.is_disconnected():
-                await anyio.sleep(DISCONNECT_POLL_S)
-            job.interrupt()
+    box: dict = {}
 
+    async def watch():
+        while not await request.is_disconnected():
+            await anyio.sleep(DISCONNECT_POLL_S)
+        job.interrupt()
+
+    async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         try:
-            return await run_in_threadpool(work)
-        finally:
-            tg.cancel_scope.cancel()
+            box["result"] = await run_in_threadpool(work)
+        except Exception as e:  # noqa: BLE001 - re-raised below, outside the task group's wrapping
+            box["error"] = e
+        tg.cancel_scope.cancel()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 __all__ = ["StatusError", "caller_dependency", "error_response", "find_job", "until_disconnect", "user_errors"]

@@ -239,8 +239,12 @@ class Service:
             log.info("fast mode: compiled %dx%d", w, h)
 
     def select_model(self, name: str, caller: Caller | None = None) -> str:
-        self.admit(caller)  # loading a checkpoint is GPU work too
-        model = self.manager.select(name)
+        # Loading a checkpoint is GPU work: it waits its turn in the queue (and the rate limit).
+        job = self.jobs.new(caller)
+        try:
+            model = self.queue.call(lambda: self.manager.select(name), job)
+        finally:
+            job.state = "done"
         return self.catalog.title(model.ckpt)
 
     def checkpoint_titles(self) -> list[str]:
