@@ -134,16 +134,36 @@ def test_bob_with_alices_session_hash_cannot_stop_her_page_job(auth_server, serv
         assert owner_of(service, forged) != mine.owner
         assert service.jobs.interrupt(owner_of(service, forged)) == 0
         assert service.jobs.skip(owner_of(service, forged)) == 0
-        # Bob's REST calls naming Alice's page id reach nothing either.
+        # Bob's REST calls naming Alice's page id reach nothing either (refused outright: the page
+        # id belongs to Alice's browser session; in the body it is hashed with Bob's own session).
         assert httpx.get(f"{auth_server}{API}/progress", auth=BOB,
-                         params={"session_hash": alice.session_hash}).json()["state"]["job"] == ""
+                         params={"session_hash": alice.session_hash}).status_code == 403
         assert httpx.post(f"{auth_server}{API}/interrupt", auth=BOB,
-                          params={"session_hash": alice.session_hash}).json() == {"job": None}
+                          json={"session_hash": alice.session_hash}).json() == {"job": None}
         assert not mine.interrupted and not mine.skipped
     finally:
         alice.predict(api_name="/interrupt")       # her own button still works
         job.result(timeout=300)
     assert mine.interrupted
+
+
+def test_a_page_event_stream_is_read_only_by_its_own_browser_session(open_server):
+    alice = _gradio(open_server)
+    first = alice.predict(**{**BASE, "hr_prompt": "", "hr_negative_prompt": "", "face_detail_prompt": "",
+                             "face_detail_negative_prompt": ""}, api_name="/txt2img")
+    assert first[1].startswith("portrait")
+    # Gradio streams a page's results to whoever names its session_hash; a stranger (no cookie,
+    # or a cookie of its own) is refused, the page itself goes on working.
+    stream = f"{open_server}/gradio_api/queue/data"
+    assert httpx.get(stream, params={"session_hash": alice.session_hash}, timeout=10).status_code == 403
+    stranger = httpx.Client(timeout=10)
+    stranger.get(f"{open_server}/config")
+    assert stranger.cookies.get(SESSION_COOKIE) and stranger.cookies.get(SESSION_COOKIE) != alice.cookies[SESSION_COOKIE]
+    assert stranger.get(stream, params={"session_hash": alice.session_hash}).status_code == 403
+    assert stranger.get(f"{open_server}/gradio_api/heartbeat/{alice.session_hash}").status_code == 403
+    again = alice.predict(**{**BASE, "seed": 6, "hr_prompt": "", "hr_negative_prompt": "", "face_detail_prompt": "",
+                             "face_detail_negative_prompt": ""}, api_name="/txt2img")
+    assert "Seed: 6," in again[1]
 
 
 def test_a_forged_session_hash_never_names_a_rest_clients_history(open_server, service):

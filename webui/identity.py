@@ -5,7 +5,7 @@ or verified, never from a name the client picks:
 - `user`: the --auth user name, checked by Gradio's login or HTTP basic auth;
 - `address`: the connection's address. Forwarded headers rewrite it only when the proxy is
   one the admin named (--forwarded-allow-ips, applied by uvicorn before we see the request);
-- `sid`: a random browser session id this server set as an HttpOnly cookie (SessionCookie).
+- `sid`: a random browser session id this server set as an HttpOnly cookie (SessionGuard).
 Gradio's `session_hash` is made by the browser; it only tells apart the tabs of one server
 session, so it is hashed together with the user and `sid` and can never name another owner.
 """
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
 
 SESSION_COOKIE = "portrait_sid"
 
@@ -83,18 +85,58 @@ def session_id(cookie_header: str | None) -> str:
     return value if len(value) == 43 and value.replace("-", "").replace("_", "").isalnum() else ""
 
 
-class SessionCookie:
-    """ASGI middleware: give every browser without one a random, HttpOnly session cookie.
+class SessionGuard:
+    """ASGI middleware for the server-issued session.
+
+    - Gives every browser without one a random, HttpOnly session cookie.
+    - Binds each Gradio session_hash to the session that first used it: Gradio streams a
+      page's results (its images, its State) to whoever names its session_hash in /queue/data,
+      so a page id learnt from a log or a shared URL would otherwise let anyone read another
+      page's pictures. Another session naming it gets 403.
     Pure ASGI (not BaseHTTPMiddleware) so Gradio's streamed responses pass through untouched."""
+
+    MAX_BOUND = 100_000
+    # Gradio routes that name the session in the path (others use ?session_hash=).
+    _PATH_HASH = ("/heartbeat/", "/stream/")
 
     def __init__(self, app):
         self.app = app
+        self._bound: OrderedDict[str, str] = OrderedDict()
+
+    def _page_of(self, scope) -> str | None:
+        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        if query.get("session_hash"):
+            return query["session_hash"][0]
+        path = scope.get("path", "")
+        for marker in self._PATH_HASH:
+            if marker in path:
+                return path.split(marker, 1)[1].split("/", 1)[0] or None
+        return None
+
+    def _claim(self, page: str, sid: str) -> bool:
+        """Whether `sid` may use `page`; the first session with a cookie to use it keeps it (a
+        client without our cookie binds nothing: it can use only pages no session has)."""
+        if not sid:
+            return page not in self._bound
+        owner = self._bound.pop(page, sid)
+        self._bound[page] = owner
+        while len(self._bound) > self.MAX_BOUND:
+            self._bound.popitem(last=False)
+        return owner == sid
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if session_id(headers.get(b"cookie", b"").decode("latin-1")):
+        sid = session_id(headers.get(b"cookie", b"").decode("latin-1"))
+        page = self._page_of(scope)
+        if page is not None and not self._claim(page, sid):
+            body = b'{"error": "this page belongs to another browser session"}'
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            return await send({"type": "http.response.body", "body": body})
+        if sid:
             return await self.app(scope, receive, send)
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = f"{SESSION_COOKIE}={secrets.token_urlsafe(32)}; Path=/; HttpOnly; SameSite=Lax{secure}"
@@ -108,4 +150,4 @@ class SessionCookie:
         return await self.app(scope, receive, send_with_cookie)
 
 
-__all__ = ["Caller", "SESSION_COOKIE", "SessionCookie", "client_address", "session_id", "ui_owner"]
+__all__ = ["Caller", "SESSION_COOKIE", "SessionGuard", "client_address", "session_id", "ui_owner"]

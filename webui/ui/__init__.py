@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 
 from ..errors import UserError
 from ..i18n import I18N, t
-from ..identity import SessionCookie
+from ..identity import SessionGuard
 from ..service import DEMO_NOTICE
 from . import extras, history, img2img, inpaint, pnginfo, txt2img
 from .common import GPU, PRIVATE, caller_of
@@ -104,7 +104,7 @@ def launch_kwargs(service) -> dict:
         # Only generated images may be served as files; uploads are capped at the same size
         # the API accepts.
         allowed_paths=[str(s.outputs_dir.resolve())],
-        app_kwargs={"middleware": [Middleware(SessionCookie)]},
+        app_kwargs={"middleware": [Middleware(SessionGuard)]},
         max_file_size=s.limits.max_upload_bytes,
         css=CSS, theme=gr.themes.Soft(), i18n=I18N,
     )
