@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/sdapi/v1"
 _TASK_ID = re.compile(r"^[\w().:\-]{1,100}$")
-_MODEL_FILE_EXTS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 # ---- request and response shapes (A1111 names; unknown fields are accepted and ignored) ----
@@ -184,13 +183,6 @@ def _user_errors(fn: Callable) -> Callable:
 
 def _has_path(name: str) -> bool:
     return ".." in name or name.startswith(("/", "\\", "~")) or "\\" in name or bool(re.match(r"^[A-Za-z]:", name))
-
-
-def _files(folder: Path, exts=_MODEL_FILE_EXTS) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts),
-                  key=lambda p: str(p).lower())
 
 
 def _echo(body: BaseModel, req) -> dict:
@@ -398,15 +390,13 @@ def build_router(service) -> APIRouter:
                  "need_inner_model": False} for s in SCHEDULE_TYPES]
 
     @router.get("/sd-vae", summary="VAE files in models/VAE")
-    def sd_vae() -> list[dict]:
-        root = settings.models_dir / "VAE"
-        return [{"model_name": p.relative_to(root).as_posix(), "filename": str(p)} for p in _files(root)]
+    def sd_vae() -> list[dict]:  # the listing the loader uses: nothing that links out of models/VAE
+        return [{"model_name": v.name, "filename": str(v.path)} for v in service.manager.vaes.list()]
 
     @router.get("/loras", summary="LoRA files in models/Lora")
     def loras() -> list[dict]:
-        root = settings.models_dir / "Lora"
-        return [{"name": p.stem, "alias": p.stem, "path": str(p), "metadata": {}}
-                for p in _files(root, (".safetensors", ".pt", ".ckpt"))]
+        return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": {}}
+                for f in service.manager.loras.list()]
 
     @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
     def embeddings() -> dict:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from webui.catalog import is_inside
 from webui.errors import UserError
+from webui.model_files import scan
 
 __all__ = [
     "EMBEDDING_EXTENSIONS",
@@ -185,29 +185,24 @@ def load_embedding(path: str | os.PathLike, name: str | None = None) -> Embeddin
 def load_embeddings_dir(folder: str | os.PathLike) -> tuple[dict[str, Embedding], list[str]]:
     """Load every embedding file under ``folder`` (recursively).
 
-    Returns ``({name: Embedding}, warnings)``: files that cannot be used and duplicate names are
-    skipped with a warning (the first file in sorted path order wins).
+    Returns ``({name: Embedding}, warnings)``: files that cannot be used, links out of the folder
+    and duplicate names are skipped with a warning (the first file in sorted path order wins).
     """
     folder = Path(folder)
     found: dict[str, Embedding] = {}
-    warnings: list[str] = []
-    if not folder.is_dir():
-        return found, warnings
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EMBEDDING_EXTENSIONS):
-        if not is_inside(folder, path):
-            warnings.append(f"Skipping embedding '{path.relative_to(folder)}': it links to a file outside "
-                            f"{folder.name}/; copy the file into the folder instead.")
-            continue
+    refused: list[str] = []
+    items = scan(folder, EMBEDDING_EXTENSIONS, refused=refused)
+    warnings = [f"Skipping embedding '{rel}': it links to a file outside {folder.name}/; copy the file into the "
+                "folder instead." for rel in refused]
+    for item in items:
         try:
-            emb = load_embedding(path)
+            emb = load_embedding(item.path)
         except UserError as exc:
             warnings.append(str(exc))
             continue
         if emb.name in found:
             kept = Path(found[emb.name].path or "").relative_to(folder)
-            warnings.append(
-                f"Two embeddings are named '{emb.name}'; using '{kept}' and skipping '{path.relative_to(folder)}'."
-            )
+            warnings.append(f"Two embeddings are named '{emb.name}'; using '{kept}' and skipping '{item.rel}'.")
             continue
         found[emb.name] = emb
     return found, warnings
@@ -227,14 +222,12 @@ class EmbeddingLibrary:
         self._lock = threading.Lock()
 
     def files(self) -> dict[str, Path]:
-        """name -> file, over all folders (first folder, then sorted path order, wins)."""
+        """name -> file, over all folders (first folder, then sorted path order, wins); nothing
+        that links outside its folder."""
         found: dict[str, Path] = {}
         for folder in self.folders:
-            if not folder.is_dir():
-                continue
-            for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in EMBEDDING_EXTENSIONS
-                               and p.is_file() and not p.name.startswith(".")):
-                found.setdefault(path.stem, path)
+            for item in scan(folder, EMBEDDING_EXTENSIONS):
+                found.setdefault(item.stem, item.path)
         return found
 
     def get(self, name: str, path: Path) -> Embedding:
