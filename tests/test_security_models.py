@@ -6,6 +6,7 @@
   folder is fine.
 * A ControlNet name is a listed model or a Hub id from the local cache, never a path relative to
   the server's working directory.
+* A damaged embedding only matters to prompts that use its name as a word, and then as a warning.
 
 Reads are watched with an audit hook: any Python-level open of a file outside the models folders
 during a request fails the test.
@@ -14,6 +15,7 @@ during a request fails the test.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -29,6 +32,7 @@ from safetensors.torch import save_file
 from webui import controlnet, faces, ipadapter
 from webui.errors import UserError
 from webui.infotext import parse_infotext
+from webui.jobs import Job
 from webui.previews import find_taesd
 from webui.safety import load_safety_filter
 from webui.service import Service
@@ -308,6 +312,54 @@ def test_safety_checker_folder_with_a_file_linking_out_is_refused(tree, tmp_path
     link(models / "safety_checker" / "model.safetensors", tree["outside"] / "junk.bin")
     with no_reads(tree["outside"]), pytest.raises(SystemExit, match="links outside"):
         load_safety_filter(models)
+
+
+# ---- damaged embeddings --------------------------------------------------------------------------
+
+def _damaged(kind: str) -> bytes:
+    good = io.BytesIO()
+    if kind == "wrong dict":
+        torch.save({"foo": 1, "bar": "baz"}, good)
+        return good.getvalue()
+    if kind == "random bytes":
+        return np.random.default_rng(3).integers(0, 256, 512, dtype=np.uint8).tobytes()
+    legacy = kind == "truncated legacy .pt"
+    torch.save({"string_to_param": {"*": torch.ones(2, 32)}}, good, _use_new_zipfile_serialization=not legacy)
+    data = good.getvalue()
+    return data[:30] if legacy else data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("kind", ["truncated zip", "truncated legacy .pt", "random bytes", "wrong dict"])
+def test_damaged_embedding_is_a_warning_only_where_its_name_is_a_word(http, tree, kind):
+    art = tree["work"] / "embeddings" / "art.pt"
+    art.write_bytes(_damaged(kind))
+    try:
+        r = http.get(f"{API}/embeddings")
+        assert r.status_code == 200, r.text
+        assert "art" not in r.json()["loaded"] and sorted(r.json()["loaded"]) == ["mine1", "mine2"]
+        for prompt in ("artist", "heart", "party", "(artistic:1.2) portrait, <lora:art:1>"):
+            r = http.post(f"{API}/txt2img", json={**BASE, "prompt": prompt})
+            assert r.status_code == 200, (prompt, r.text)
+            assert not any("art.pt" in w for w in json.loads(r.json()["info"])["warnings"]), prompt
+        for prompt in ("art", "portrait, (art:1.2)"):
+            r = http.post(f"{API}/txt2img", json={**BASE, "negative_prompt": prompt})
+            assert r.status_code == 200, (prompt, r.text)
+            assert any("art.pt" in w for w in json.loads(r.json()["info"])["warnings"]), r.json()["info"]
+    finally:
+        art.unlink()
+
+
+def test_damaged_embedding_in_a_batch_warns_only_its_own_request(service, tree):
+    art = tree["work"] / "embeddings" / "art.pt"
+    art.write_bytes(_damaged("truncated legacy .pt"))
+    try:
+        reqs = [service.request({**BASE, "prompt": p}) for p in ("artist", "art portrait")]
+        plain, uses = service.manager.generate_many([(r, Job()) for r in reqs])
+    finally:
+        art.unlink()
+    assert plain.images and uses.images, (plain, uses)
+    assert not any("art.pt" in w for w in plain.warnings), plain.warnings
+    assert any("art.pt" in w for w in uses.warnings), uses.warnings
 
 
 def test_link_loops_and_links_inside_are_walked_once(tmp_path):

@@ -400,18 +400,20 @@ def build_router(service) -> APIRouter:
 
     @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
     def embeddings() -> dict:
-        from .embeddings import load_embeddings_dir
         loaded, skipped = {}, {}
         m = service.manager.active
-        for folder in _embedding_dirs(settings):
-            found, _warnings = load_embeddings_dir(folder)
-            for name, emb in found.items():
-                vec = next(iter(emb.vectors.values()))
-                item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
-                        "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
-                fits = m is None or (emb.is_sdxl == m.is_sdxl and (
-                    m.is_sdxl or int(vec.shape[-1]) == m.pipe.text_encoder.config.hidden_size))
-                (loaded if fits else skipped)[name] = item
+        library = service.manager.embeddings  # the files prompts use, links out of the folders left out
+        for name, path in library.files().items():
+            try:
+                emb = library.get(name, path)
+            except UserError:
+                continue  # a damaged file is left out; a prompt that uses it gets a warning
+            vec = next(iter(emb.vectors.values()))
+            item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                    "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
+            fits = m is None or (emb.is_sdxl == m.is_sdxl and (
+                m.is_sdxl or int(vec.shape[-1]) == m.pipe.text_encoder.config.hidden_size))
+            (loaded if fits else skipped)[name] = item
         return {"loaded": loaded, "skipped": skipped}
 
     @router.get("/prompt-styles", summary="Prompt styles (built in and styles.csv)")
@@ -531,18 +533,6 @@ def build_router(service) -> APIRouter:
         return _memory()
 
     return router
-
-
-def _embedding_dirs(settings) -> list[Path]:
-    """A1111 keeps embeddings/ beside models/; some setups put it inside."""
-    dirs = [settings.models_dir.parent / "embeddings", settings.models_dir / "embeddings"]
-    seen, out = set(), []
-    for d in dirs:
-        key = d.resolve()
-        if key not in seen and d.is_dir():
-            seen.add(key)
-            out.append(d)
-    return out
 
 
 def _memory() -> dict:
