@@ -16,10 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from webui.catalog import find_model_file
 from webui.errors import UserError
 from webui.images import decode_base64_image, open_upload
 from webui.jobs import Job
+from webui.model_files import resolve as resolve_model
 from webui.outputs import resolve_output, save_result
 from webui.service import Service
 from webui.settings import LIMIT_FLAGS, Limits, Settings, settings_from_args
@@ -199,6 +199,10 @@ def model_tree(tmp_path):
         (d / "inner.safetensors").symlink_to(d / "good.safetensors")
         (d / "escape.safetensors").symlink_to(outside)
     return root
+
+
+def find_model_file(folder, name, exts, what, field=None) -> Path:
+    return resolve_model(folder, name, exts, what=what, field=field).path.resolve()
 
 
 @pytest.mark.parametrize("kind, exts", [("Lora", (".safetensors", ".pt")), ("VAE", (".safetensors", ".pt")),

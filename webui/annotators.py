@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .depth import DEPTH_FILE, MidasDepth, depth_map
+from . import model_files
 from .errors import UserError
 
 FIELD = "controlnet_units"
@@ -296,10 +297,12 @@ class AnnotatorCache:
 
     def get(self, module: str) -> nn.Module:
         _, cls, filename = resolve(module)
-        path = self.folder / filename
-        if not path.is_file():
+        found = model_files.lookup(self.folder, filename, (Path(filename).suffix,), what="annotator", field=FIELD,
+                                   recursive=False)
+        if found is None:  # missing, or a link out of the folder
             raise UserError(f"the {module} preprocessor needs {filename} in {self.folder} (from {SOURCE}); or "
                             f"choose preprocessor 'none' and upload a ready map", field=FIELD)
+        path = found.path
         key = str(path)
         if key not in self._nets:
             self._nets[key] = load(cls, path).to(self.device).eval()

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/sdapi/v1"
 _TASK_ID = re.compile(r"^[\w().:\-]{1,100}$")
-_MODEL_FILE_EXTS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 # ---- request and response shapes (A1111 names; unknown fields are accepted and ignored) ----
@@ -164,13 +163,6 @@ _user_errors = user_errors
 
 def _has_path(name: str) -> bool:
     return ".." in name or name.startswith(("/", "\\", "~")) or "\\" in name or bool(re.match(r"^[A-Za-z]:", name))
-
-
-def _files(folder: Path, exts=_MODEL_FILE_EXTS) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts),
-                  key=lambda p: str(p).lower())
 
 
 def _echo(body: BaseModel, req) -> dict:
@@ -361,30 +353,30 @@ def build_router(service) -> APIRouter:
                  "need_inner_model": False} for s in SCHEDULE_TYPES]
 
     @router.get("/sd-vae", summary="VAE files in models/VAE")
-    def sd_vae() -> list[dict]:
-        root = settings.models_dir / "VAE"
-        return [{"model_name": p.relative_to(root).as_posix(), "filename": str(p)} for p in _files(root)]
+    def sd_vae() -> list[dict]:  # the listing the loader uses: nothing that links out of models/VAE
+        return [{"model_name": v.name, "filename": str(v.path)} for v in service.manager.vaes.list()]
 
     @router.get("/loras", summary="LoRA files in models/Lora")
     def loras() -> list[dict]:
-        root = settings.models_dir / "Lora"
-        return [{"name": p.stem, "alias": p.stem, "path": str(p), "metadata": {}}
-                for p in _files(root, (".safetensors", ".pt", ".ckpt"))]
+        return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": {}}
+                for f in service.manager.loras.list()]
 
     @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
     def embeddings() -> dict:
-        from .embeddings import load_embeddings_dir
         loaded, skipped = {}, {}
         m = service.manager.active
-        for folder in _embedding_dirs(settings):
-            found, _warnings = load_embeddings_dir(folder)
-            for name, emb in found.items():
-                vec = next(iter(emb.vectors.values()))
-                item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
-                        "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
-                fits = m is None or (emb.is_sdxl == m.is_sdxl and (
-                    m.is_sdxl or int(vec.shape[-1]) == m.pipe.text_encoder.config.hidden_size))
-                (loaded if fits else skipped)[name] = item
+        library = service.manager.embeddings  # the files prompts use, links out of the folders left out
+        for name, path in library.files().items():
+            try:
+                emb = library.get(name, path)
+            except UserError:
+                continue  # a damaged file is left out; a prompt that uses it gets a warning
+            vec = next(iter(emb.vectors.values()))
+            item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                    "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
+            fits = m is None or (emb.is_sdxl == m.is_sdxl and (
+                m.is_sdxl or int(vec.shape[-1]) == m.pipe.text_encoder.config.hidden_size))
+            (loaded if fits else skipped)[name] = item
         return {"loaded": loaded, "skipped": skipped}
 
     @router.get("/prompt-styles", summary="Prompt styles (built in and styles.csv)")
@@ -504,18 +496,6 @@ def build_router(service) -> APIRouter:
         return _memory()
 
     return router
-
-
-def _embedding_dirs(settings) -> list[Path]:
-    """A1111 keeps embeddings/ beside models/; some setups put it inside."""
-    dirs = [settings.models_dir.parent / "embeddings", settings.models_dir / "embeddings"]
-    seen, out = set(), []
-    for d in dirs:
-        key = d.resolve()
-        if key not in seen and d.is_dir():
-            seen.add(key)
-            out.append(d)
-    return out
 
 
 def _memory() -> dict:

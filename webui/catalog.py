@@ -1,62 +1,19 @@
 """What is in the models folder: checkpoints (files, diffusers folders, Hub ids), their
-A1111-style titles and hashes, and safe resolution of names users send."""
+A1111-style titles and hashes. Listing and name lookup follow model_files' rules."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .model_files import is_inside, resolve_inside, scan  # noqa: F401 -- is_inside, resolve_inside: re-exported
 
 CHECKPOINT_EXTS = (".safetensors", ".ckpt")
-
-log = logging.getLogger(__name__)
-
-
-def resolve_inside(folder: Path, name: str, what: str, field: str | None = None) -> Path:
-    """Resolve a user-supplied relative name inside `folder`; refuse `..`, absolute paths and
-    symlinks that lead out of the folder."""
-    if (not isinstance(name, str) or not name or "\x00" in name or os.path.isabs(name)
-            or name.startswith(("/", "\\")) or Path(name).drive):
-        raise UserError(f"{what} name {name!r} is not a name inside {Path(folder).name}/", field=field)
-    root = Path(folder).resolve()
-    target = (root / name).resolve()
-    if target != root and root not in target.parents:
-        raise UserError(f"{what} {name!r} points outside the {Path(folder).name}/ folder; refused", field=field)
-    return target
-
-
-def is_inside(folder: Path, path: Path) -> bool:
-    """Whether `path`, with every symlink followed, is inside `folder`."""
-    root = Path(folder).resolve()
-    real = Path(path).resolve()
-    return real == root or root in real.parents
-
-
-def find_model_file(folder: Path, name: str, exts: tuple[str, ...], what: str,
-                    field: str | None = None) -> Path:
-    """The file a user's model name means inside `folder` ("name", "sub/name", "name.ext" or an
-    A1111 title "name.ext [hash]"), preferring the extensions in `exts` order (.safetensors first).
-    A name with `..`, an absolute path, or a symlink leading out of the folder is refused."""
-    if not isinstance(name, str) or not name.strip():
-        raise UserError(f"no {what} name given", field=field)
-    wanted = name.strip()
-    if wanted.endswith("]") and " [" in wanted:
-        wanted = wanted[: wanted.rindex(" [")]
-    wanted = wanted.replace("\\", "/")
-    resolve_inside(folder, wanted, what, field)  # refuses .. and absolute names up front
-    candidates = [wanted] if wanted.lower().endswith(exts) else [wanted + e for e in exts]
-    for candidate in candidates:
-        path = Path(folder) / candidate
-        if path.is_file() or path.is_symlink():
-            return resolve_inside(folder, candidate, what, field)  # a symlink out is refused here
-    raise UserError(f"unknown {what} {name!r}: no {' or '.join(exts)} file of that name in "
-                    f"{Path(folder).name}/", field=field)
 
 
 class HashCache:
@@ -126,24 +83,8 @@ class Catalog:
     def refresh(self) -> list[Checkpoint]:
         items: dict[str, Checkpoint] = {}
         root = self.checkpoints_dir
-        if root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
-                here = Path(dirpath)
-                if (here / "model_index.json").is_file() and is_inside(root, here):
-                    rel = here.relative_to(root).as_posix()
-                    items[rel] = Checkpoint(rel, str(here.resolve()), "folder")
-                    dirnames[:] = []  # a diffusers folder's subfolders are its parts, not models
-                    continue
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fn in sorted(filenames):
-                    if fn.lower().endswith(CHECKPOINT_EXTS):
-                        p = here / fn
-                        if not is_inside(root, p):
-                            # A link out of the folder would let a name reach any file; refused.
-                            log.warning("skipping %s: it links outside %s", p, root)
-                            continue
-                        rel = p.relative_to(root).with_suffix("").as_posix()
-                        items[rel] = Checkpoint(rel, str(p.resolve()), "file")
+        for m in scan(root, CHECKPOINT_EXTS, marker="model_index.json"):  # links out of the folder are left out
+            items[m.rel_stem] = Checkpoint(m.rel_stem, str(m.path.resolve()), "folder" if m.is_dir else "file")
         for src in self._extra:
             p = Path(src)
             if p.is_file():

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Iterator, Literal, get_args
 import torch
 
 from .errors import UserError
+from .model_files import is_inside
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -368,7 +369,7 @@ def no_safety_checker(family: str) -> dict:
 def _prediction_type(path: Path, shapes: dict) -> str | None:
     """v-prediction or epsilon for a single file when it differs from the shipped scheduler."""
     sidecar = path.with_suffix(".yaml")
-    if sidecar.is_file():
+    if sidecar.is_file() and is_inside(path.parent, sidecar):  # a sidecar linking elsewhere is not read
         text = sidecar.read_text(errors="replace")
         return "v_prediction" if re.search(r"^\s*parameterization:\s*[\"']?v[\"']?\s*$", text, re.M) else "epsilon"
     if "v_pred" in shapes:

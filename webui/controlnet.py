@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import annotators
-from .catalog import resolve_inside
+from . import annotators, model_files
 from .errors import UserError
 from .images import decode_base64_image
 from .infotext import numbered_entries
@@ -230,31 +229,29 @@ def controlnet_dir(models_dir: Path) -> Path:
     return Path(models_dir) / "ControlNet"
 
 
+def _local_models(models_dir: Path) -> list[model_files.ModelFile]:
+    return model_files.scan(controlnet_dir(models_dir), (".safetensors",), marker="config.json", recursive=False)
+
+
 def list_models(models_dir: Path) -> list[str]:
     """Names the UI offers: single files (stem) and diffusers folders."""
-    folder = controlnet_dir(models_dir)
-    if not folder.is_dir():
-        return []
-    names = [p.stem for p in folder.glob("*.safetensors")]
-    names += [p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()]
-    return sorted(names, key=str.lower)
+    return sorted((m.stem for m in _local_models(models_dir)), key=str.lower)
 
 
-def find_model(models_dir: Path, name: str) -> tuple[str, Path | str]:
-    """(display name, local path or Hub id) for a model name, "name [hash]" or file name."""
-    wanted = name.strip()
-    if wanted.endswith("]") and " [" in wanted:
-        wanted = wanted[: wanted.rindex(" [")]
+def find_model(models_dir: Path, name: str) -> tuple[str, Path]:
+    """(display name, local file or folder) for a model name, "name [hash]" or file name: a
+    listed model in models/ControlNet, else a Hub id `org/name` from the local Hugging Face cache."""
     folder = controlnet_dir(models_dir)
-    for candidate in (wanted, wanted + ".safetensors"):
-        if folder.is_dir():
-            p = resolve_inside(folder, candidate, "ControlNet model")
-            if p.is_file() and p.suffix == ".safetensors":
-                return p.stem, p
-            if p.is_dir() and (p / "config.json").is_file():
-                return p.name, p
-    if wanted.count("/") == 1 and not wanted.startswith((".", "/")):
-        return wanted, wanted  # a Hub id: loaded from the local cache only
+    wanted = model_files.check_name(folder, name, "ControlNet model", FIELD)
+    m = model_files.pick(_local_models(models_dir), wanted, (".safetensors",))
+    if m is not None:
+        return m.stem, m.path
+    snapshot = model_files.hub_snapshot(wanted)
+    if snapshot is not None:
+        return wanted, snapshot
+    if model_files.is_hub_id(wanted):
+        raise UserError(f"ControlNet {wanted!r} is not in the local Hugging Face cache: download it first "
+                        f"(hf download {wanted}) or put the model in models/ControlNet", field=FIELD)
     raise UserError(f"ControlNet model {name!r} not found: put a .safetensors file or a diffusers folder in "
                     f"{folder}", field=FIELD)
 
@@ -326,32 +323,23 @@ def derive_config(shapes: dict, unet_config) -> dict:
     return cfg
 
 
-def load_controlnet(source: Path | str, label: str, unet_config, dtype: torch.dtype):
+def load_controlnet(source: Path, label: str, unet_config, dtype: torch.dtype):
     """A ControlNetModel on the CPU, checked against the checkpoint's family first."""
     import diffusers
 
     try:
-        if isinstance(source, str):  # Hub id, local cache only
-            try:
-                cfg = diffusers.ControlNetModel.load_config(source, local_files_only=True)
-            except OSError:
-                raise UserError(f"ControlNet {source!r} is not in the local Hugging Face cache: download it "
-                                f"first (hf download {source}) or put the model in models/ControlNet",
-                                field=FIELD) from None
-            check_family(label, cfg.get("addition_embed_type") == "text_time", cfg.get("cross_attention_dim"),
-                         unet_config)
-            return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
-        if source.is_dir():
+        if source.is_dir():  # a diffusers folder, or a Hub snapshot in the local cache
             cfg = json.loads((source / "config.json").read_text())
             check_family(label, cfg.get("addition_embed_type") == "text_time", cfg.get("cross_attention_dim"),
                          unet_config)
-            return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype)
+            return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype, local_files_only=True)
         shapes = read_file_shapes(source)
         if not any(k.startswith(("controlnet_cond_embedding.", "input_hint_block.")) for k in shapes):
             raise UserError(f"{source.name} is not a ControlNet model (no control input layers)", field=FIELD)
         check_family(label, *_file_traits(shapes), unet_config)
-        sidecar = source.with_suffix(".json")
-        cfg = json.loads(sidecar.read_text()) if sidecar.is_file() else derive_config(shapes, unet_config)
+        sidecar = source.with_suffix(".json")  # read only when it stays in the model's folder
+        use_sidecar = sidecar.is_file() and model_files.is_inside(source.parent, sidecar)
+        cfg = json.loads(sidecar.read_text()) if use_sidecar else derive_config(shapes, unet_config)
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:  # from_single_file reads its config from a folder
@@ -482,7 +470,7 @@ def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes
     for n, unit in enumerate(units):
         net, label = cache.get(unit.model, unet_config)
         _, source = find_model(cache.models_dir, unit.model)
-        if hashes is not None and isinstance(source, Path) and source.is_file():
+        if hashes is not None and source.is_file():
             label = f"{label} [{hashes.sha256(source)[:8]}]"
         nets.append(net)
         images.append(control_image(unit, prepared.width, prepared.height, cache.annotators,

@@ -17,17 +17,20 @@ Vectors are keyed by encoder: ``"clip"`` for single-encoder models (SD1.x/SD2.x)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from webui.catalog import is_inside
 from webui.errors import UserError
+from webui.model_files import scan
+from webui.prompt_parser import parse_prompt
 
 __all__ = [
     "EMBEDDING_EXTENSIONS",
@@ -35,6 +38,8 @@ __all__ = [
     "file_sha256",
     "load_embedding",
     "EmbeddingLibrary",
+    "embedding_pattern",
+    "names_in_prompts",
     "load_embeddings_dir",
 ]
 
@@ -172,42 +177,62 @@ def load_embedding(path: str | os.PathLike, name: str | None = None) -> Embeddin
         )
     if not path.is_file():
         raise UserError(f"Embedding file '{path.name}' does not exist.")
-    data = _load_safetensors(path) if suffix == ".safetensors" else _load_pickle(path)
-    vectors = _vectors_from_dict(data, path)
-    return Embedding(
-        name=name or path.stem,
-        vectors=vectors,
-        sha256_12=file_sha256(path)[:12],
-        path=str(path),
-    )
+    try:
+        data = _load_safetensors(path) if suffix == ".safetensors" else _load_pickle(path)
+        vectors = _vectors_from_dict(data, path)
+        digest = file_sha256(path)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a damaged .pt also fails with struct.error, KeyError, ...
+        raise UserError(f"Embedding '{path.name}' could not be read: {type(exc).__name__}: {exc}") from exc
+    return Embedding(name=name or path.stem, vectors=vectors, sha256_12=digest[:12], path=str(path))
+
+
+def embedding_pattern(names) -> re.Pattern[str] | None:
+    """Whole-word, case-sensitive matcher for embedding names (longest name first), as A1111
+    matches them: ``art`` is found in "art, oil" but not in "artist", "heart" or "party"."""
+    return _pattern(tuple(sorted({n for n in names if n}, key=lambda n: (-len(n), n))))
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not names:
+        return None
+    return re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in names) + r")(?![\w-])")
+
+
+def names_in_prompts(texts, names) -> set[str]:
+    """The `names` the prompts `texts` use: the same matcher the prompt encoder substitutes with,
+    on the same text (LoRA tags and emphasis syntax taken out), so an embedding is loaded exactly
+    when the encoder will use it."""
+    pattern = embedding_pattern(names)
+    if pattern is None:
+        return set()
+    return {m.group(1) for text in texts if text for segment, _ in parse_prompt(text).segments
+            for m in pattern.finditer(segment)}
 
 
 def load_embeddings_dir(folder: str | os.PathLike) -> tuple[dict[str, Embedding], list[str]]:
     """Load every embedding file under ``folder`` (recursively).
 
-    Returns ``({name: Embedding}, warnings)``: files that cannot be used and duplicate names are
-    skipped with a warning (the first file in sorted path order wins).
+    Returns ``({name: Embedding}, warnings)``: files that cannot be used, links out of the folder
+    and duplicate names are skipped with a warning (the first file in sorted path order wins).
     """
     folder = Path(folder)
     found: dict[str, Embedding] = {}
-    warnings: list[str] = []
-    if not folder.is_dir():
-        return found, warnings
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EMBEDDING_EXTENSIONS):
-        if not is_inside(folder, path):
-            warnings.append(f"Skipping embedding '{path.relative_to(folder)}': it links to a file outside "
-                            f"{folder.name}/; copy the file into the folder instead.")
-            continue
+    refused: list[str] = []
+    items = scan(folder, EMBEDDING_EXTENSIONS, refused=refused)
+    warnings = [f"Skipping embedding '{rel}': it links to a file outside {folder.name}/; copy the file into the "
+                "folder instead." for rel in refused]
+    for item in items:
         try:
-            emb = load_embedding(path)
+            emb = load_embedding(item.path)
         except UserError as exc:
             warnings.append(str(exc))
             continue
         if emb.name in found:
             kept = Path(found[emb.name].path or "").relative_to(folder)
-            warnings.append(
-                f"Two embeddings are named '{emb.name}'; using '{kept}' and skipping '{path.relative_to(folder)}'."
-            )
+            warnings.append(f"Two embeddings are named '{emb.name}'; using '{kept}' and skipping '{item.rel}'.")
             continue
         found[emb.name] = emb
     return found, warnings
@@ -217,8 +242,8 @@ class EmbeddingLibrary:
     """Embeddings in one or more folders, loaded on first use and kept until the file changes.
 
     A1111 keeps them in ``embeddings/`` at its root, other UIs in ``models/embeddings``; the
-    first folder wins when two hold the same name. Only embeddings whose name appears in a
-    prompt are loaded, so a large collection costs a folder listing per request.
+    first folder wins when two hold the same name. Only embeddings whose name a prompt uses as a
+    word are loaded, so a large collection costs a folder listing per request.
     """
 
     def __init__(self, folders: list[str | os.PathLike]):
@@ -227,18 +252,21 @@ class EmbeddingLibrary:
         self._lock = threading.Lock()
 
     def files(self) -> dict[str, Path]:
-        """name -> file, over all folders (first folder, then sorted path order, wins)."""
+        """name -> file, over all folders (first folder, then sorted path order, wins); nothing
+        that links outside its folder."""
         found: dict[str, Path] = {}
         for folder in self.folders:
-            if not folder.is_dir():
-                continue
-            for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in EMBEDDING_EXTENSIONS
-                               and p.is_file() and not p.name.startswith(".")):
-                found.setdefault(path.stem, path)
+            for item in scan(folder, EMBEDDING_EXTENSIONS):
+                found.setdefault(item.stem, item.path)
         return found
 
     def get(self, name: str, path: Path) -> Embedding:
-        st = path.stat()
+        """The embedding in `path`, from the cache while the file is unchanged. UserError for a
+        file that cannot be used."""
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise UserError(f"Embedding '{path.name}' could not be read: {exc}") from exc
         stamp = (st.st_size, st.st_mtime_ns)
         with self._lock:
             hit = self._cache.get(str(path))
@@ -250,15 +278,14 @@ class EmbeddingLibrary:
         return emb
 
     def for_texts(self, texts: list[str]) -> tuple[dict[str, Embedding], list[str]]:
-        """The embeddings whose names occur in `texts` (the encoder does the exact whole-word
-        matching), and warnings for files that cannot be used."""
-        joined = "\n".join(t or "" for t in texts)
+        """The embeddings the prompts `texts` use (whole words, see :func:`names_in_prompts`), and
+        a warning naming each used file that cannot be read (the word then stays plain text)."""
+        files = self.files()
         out: dict[str, Embedding] = {}
         warnings: list[str] = []
-        for name, path in self.files().items():
-            if name and name in joined:
-                try:
-                    out[name] = self.get(name, path)
-                except UserError as exc:
-                    warnings.append(str(exc))
+        for name in sorted(names_in_prompts(texts, files)):
+            try:
+                out[name] = self.get(name, files[name])
+            except UserError as exc:
+                warnings.append(f"{exc} It was read as plain text.")
         return out, warnings

@@ -411,7 +411,8 @@ class PipelineManager:
                 # before encoding (text-encoder LoRAs change the embeddings).
                 vae, vae_info = self._request_vae(model, reqs[0])
                 lora_info = self._activate_loras(model, reqs[0], [])
-                embeddings, _ = self.embeddings.for_texts([t for r in reqs for t in (r.prompt, r.negative_prompt)])
+                found = [self.embeddings.for_texts([r.prompt, r.negative_prompt]) for r in reqs]  # warnings per request
+                embeddings = {name: emb for used, _ in found for name, emb in used.items()}
                 self._contexts.append(RequestContext(vae, embeddings, {**lora_info, **vae_info}))
                 groups: dict[tuple, list[int]] = {}
                 encoded = {}
@@ -430,6 +431,8 @@ class PipelineManager:
                     except Exception as exc:  # noqa: BLE001
                         results = [exc] * len(members)
                     for i, r in zip(members, results):
+                        if isinstance(r, GenerationResult):
+                            r.warnings += [w for w in found[i][1] if w not in r.warnings]
                         outcomes[i] = r
             except Exception as exc:  # noqa: BLE001 -- no model: every request gets the error
                 outcomes = [o if o is not None else exc for o in outcomes]

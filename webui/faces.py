@@ -16,6 +16,7 @@ All detectors return :class:`FaceBox` lists in the pixel coordinates of the imag
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from webui import model_files
 from webui.errors import UserError
 from webui.masks import Region, expand_to_aspect
 
@@ -359,26 +361,13 @@ def _face_dir(models_dir: str | Path) -> Path:
 
 
 def _find_yunet(models_dir: str | Path) -> Path | None:
-    folder = _face_dir(models_dir)
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.glob(YUNET_GLOB) if p.is_file())
+    files = [m.path for m in model_files.scan(_face_dir(models_dir), (".onnx",), recursive=False)
+             if fnmatch.fnmatch(m.path.name, YUNET_GLOB)]
     return files[-1] if files else None  # newest release name sorts last (2022mar < 2023mar)
 
 
 def _yolo_files(models_dir: str | Path) -> dict[str, Path]:
-    folder = _face_dir(models_dir)
-    if not folder.is_dir():
-        return {}
-    root = folder.resolve()
-    out = {}
-    for p in sorted(folder.glob("*.pt")):
-        try:
-            if p.is_file() and p.resolve().is_relative_to(root):
-                out[p.stem] = p
-        except OSError:
-            continue
-    return out
+    return {m.stem: m.path for m in model_files.scan(_face_dir(models_dir), (".pt",), recursive=False)}
 
 
 def list_detectors(models_dir: str | Path) -> list[str]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .catalog import resolve_inside
+from . import model_files
 from .errors import UserError
 from .images import decode_base64_image
 from .infotext import numbered_entries
@@ -114,21 +114,19 @@ def adapter_dir(models_dir: Path) -> Path:
     return Path(models_dir) / "ipadapter"
 
 
+ADAPTER_EXTS = (".safetensors", ".bin")
+
+
 def list_adapters(models_dir: Path) -> list[str]:
-    folder = adapter_dir(models_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    return sorted(m.stem for m in model_files.scan(adapter_dir(models_dir), ADAPTER_EXTS, recursive=False))
 
 
 def _find(models_dir: Path, name: str) -> Path:
     folder = adapter_dir(models_dir)
-    if folder.is_dir():
-        for candidate in (name, name + ".safetensors", name + ".bin"):
-            p = resolve_inside(folder, candidate, "IP-Adapter")
-            if p.is_file() and p.suffix in (".safetensors", ".bin"):
-                return p
-    raise UserError(f"IP-Adapter {name!r} not found: put its .safetensors (or .bin) in {folder}", field=FIELD)
+    m = model_files.lookup(folder, name, ADAPTER_EXTS, what="IP-Adapter", field=FIELD, recursive=False)
+    if m is None:
+        raise UserError(f"IP-Adapter {name!r} not found: put its .safetensors (or .bin) in {folder}", field=FIELD)
+    return m.path
 
 
 def read_state_dict(path: Path) -> dict:
@@ -218,10 +216,9 @@ def image_input(name: str, sd: dict) -> tuple[str, int]:
 
 
 def _encoder_candidates(folder: Path, stem: str) -> list[Path]:
-    own, shared = folder / f"{stem}_image_encoder", folder / "image_encoder"
-    found = [own, shared]
-    if folder.is_dir():
-        found += sorted(p for p in folder.iterdir() if p.is_dir() and p not in (own, shared))
+    local = {m.stem: m.path for m in model_files.scan(folder, (), marker="config.json", recursive=False)}
+    first = [local.pop(n) for n in (f"{stem}_image_encoder", "image_encoder") if n in local]
+    found = first + list(local.values())  # only folders that stay inside models/ipadapter
     from huggingface_hub import try_to_load_from_cache
 
     for repo, sub in HUB_ENCODERS:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -24,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from .catalog import is_inside, resolve_inside
 from .errors import UserError
 from .fast import unfuse_qkv
+from .model_files import lookup, scan
 
 log = logging.getLogger(__name__)
 
@@ -69,37 +68,14 @@ class LoraLibrary:
         self._lock = threading.Lock()
 
     def list(self) -> list[LoraFile]:
-        root = self.folder
-        found: list[LoraFile] = []
-        if not root.is_dir():
-            return found
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fn in sorted(filenames):
-                p = Path(dirpath) / fn
-                # A symlink leading out of models/Lora is not ours to read.
-                if fn.lower().endswith(LORA_EXTS) and not fn.startswith(".") and is_inside(root, p):
-                    found.append(LoraFile(p.stem, p.relative_to(root).with_suffix("").as_posix(), p))
-        return sorted(found, key=lambda f: f.rel.lower())
+        """LoRA files in models/Lora and its subfolders; nothing that links outside the folder."""
+        return [LoraFile(m.stem, m.rel_stem, m.path) for m in scan(self.folder, LORA_EXTS)]
 
     def find(self, name: str) -> LoraFile | None:
-        """The file a prompt's `<lora:name>` means, or None. A name that leads outside the
-        folder raises UserError (nothing outside models/Lora is ever opened)."""
-        name = name.strip()
-        if any(sep in name for sep in ("/", "\\")) or name.startswith(".") or os.path.isabs(name):
-            resolve_inside(self.folder, name, "LoRA")  # raises for ../x, /etc/x, C:\x
-        items = self.list()
-        for f in items:  # exact relative path, with or without extension
-            if name in (f.rel, f.rel + f.path.suffix):
-                return f
-        for f in items:  # the stem, as A1111 looks LoRAs up
-            if name in (f.name, f.path.name):
-                return f
-        lowered = name.lower()
-        for f in items:
-            if f.name.lower() == lowered:
-                return f
-        return None
+        """The file a prompt's `<lora:name>` means, or None. A name that is a path raises
+        UserError (nothing outside models/Lora is ever opened)."""
+        m = lookup(self.folder, name, LORA_EXTS, what="LoRA", field="prompt")
+        return LoraFile(m.stem, m.rel_stem, m.path) if m else None
 
     def short_hash(self, f: LoraFile) -> str:
         """12 hex digits, as `Lora hashes` records them."""

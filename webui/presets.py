@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from webui.errors import UserError
+from webui.model_files import scan
 from webui.styles import BUILTIN_STYLES, PROMPT_PLACEHOLDER, join_prompts, merge_template
 
 __all__ = [
@@ -474,7 +475,7 @@ def load_presets(
     if not folder.is_dir():
         return presets, [f"presets folder '{folder.name}' not found"]
     style_names = set(known_styles) if known_styles is not None else {s.name for s in BUILTIN_STYLES}
-    for path in sorted(folder.glob("*.json")):
+    for path in (m.path for m in scan(folder, (".json",), recursive=False)):  # links out of the folder: left out
         fname = path.name
         try:
             text = path.read_bytes().decode("utf-8-sig")

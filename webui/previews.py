@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import model_files
+
 log = logging.getLogger(__name__)
 
 # Latent (scaled, as the pipeline holds it) -> RGB in 0..1:  rgb = latent @ W + b.
@@ -136,17 +138,12 @@ TAESD_NAMES = {"sd1": "taesd", "sdxl": "taesdxl"}
 
 
 def find_taesd(approx_dir: Path, space: str) -> Path | None:
+    """The TAESD decoder for `space` in models/VAE-approx: a diffusers folder, or a decoder file."""
     name = TAESD_NAMES[space]
-    candidates = [approx_dir / name]
-    for stem in (f"{name}_decoder", name):
-        for ext in (".safetensors", ".pth", ".pt"):
-            candidates.append(approx_dir / f"{stem}{ext}")
-    for c in candidates:
-        if c.is_dir() and (c / "config.json").is_file():
-            return c
-        if c.is_file():
-            return c
-    return None
+    items = {m.rel: m for m in model_files.scan(approx_dir, (".safetensors", ".pth", ".pt"), marker="config.json",
+                                                recursive=False)}
+    wanted = [name] + [f"{stem}{ext}" for stem in (f"{name}_decoder", name) for ext in (".safetensors", ".pth", ".pt")]
+    return next((items[rel].path for rel in wanted if rel in items), None)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

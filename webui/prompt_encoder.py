@@ -32,7 +32,7 @@ from typing import Sequence
 
 import torch
 
-from webui.embeddings import SDXL_KEYS, SINGLE_KEY, Embedding
+from webui.embeddings import SDXL_KEYS, SINGLE_KEY, Embedding, embedding_pattern
 from webui.errors import UserError
 from webui.prompt_parser import is_break, parse_prompt
 
@@ -205,14 +205,6 @@ class _Builder:
         if self.ids or not self.chunks:
             self.close()
         return self.chunks
-
-
-def _embedding_pattern(names: Sequence[str]) -> re.Pattern[str] | None:
-    """Whole-word, case-sensitive matcher for embedding names (longest name first)."""
-    names = sorted((n for n in names if n), key=len, reverse=True)
-    if not names:
-        return None
-    return re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in names) + r")(?![\w-])")
 
 
 def _tokenize(
@@ -438,7 +430,7 @@ def encode_prompts(
         vecs = [emb.vectors.get(e.vector_key) for e in encoders]
         if all(v is not None and int(v.shape[-1]) == e.hidden_size for v, e in zip(vecs, encoders)):
             usable[name] = emb
-    pattern = _embedding_pattern(list(embeddings))
+    pattern = embedding_pattern(embeddings)
 
     texts = list(dict.fromkeys([p or "" for p in prompts] + [n or "" for n in negative_prompts]))
     parsed = {}

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import model_files
+
 log = logging.getLogger(__name__)
 
 FOLDER_NAME = "safety_checker"
@@ -64,6 +66,9 @@ def load_safety_filter(models_dir: Path, device: torch.device | None = None) -> 
             "StableDiffusionSafetyChecker weights there (e.g. the files of "
             "CompVis/stable-diffusion-safety-checker: config.json, model.safetensors, "
             "preprocessor_config.json), or start without --safety-filter.")
+    if not model_files.contained(folder, folder):
+        raise SystemExit(f"--safety-filter cannot be enabled: a file in {folder} links outside it; copy the "
+                         "files into the folder instead.")
     try:
         return SafetyFilter(folder, device)
     except (OSError, ValueError, RuntimeError) as e:

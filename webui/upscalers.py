@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import sys
 import threading
 import types
@@ -23,6 +22,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from PIL import Image
 
+from webui import model_files
 from webui.errors import UserError
 
 __all__ = [
@@ -416,31 +416,13 @@ def _upscaler_dir(models_dir: str | Path) -> Path:
 
 
 def _model_files(models_dir: str | Path) -> dict[str, Path]:
-    """Stem -> file for the loadable files directly in the folder (symlinks allowed only
-    when they stay inside it). ``.safetensors`` wins over ``.pth`` for the same stem."""
-    folder = _upscaler_dir(models_dir)
-    if not folder.is_dir():
-        return {}
-    root = folder.resolve()
+    """Stem -> file for the loadable files directly in the folder (links only when they stay
+    inside it). ``.safetensors`` wins over ``.pth`` for the same stem."""
     found: dict[str, Path] = {}
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return {}
-    for entry in entries:
-        p = Path(entry.path)
-        ext = p.suffix.lower()
-        if ext not in MODEL_EXTENSIONS:
-            continue
-        try:
-            real = p.resolve()
-            if not real.is_relative_to(root) or not real.is_file():
-                continue
-        except OSError:
-            continue
-        prev = found.get(p.stem)
-        if prev is None or MODEL_EXTENSIONS.index(ext) < MODEL_EXTENSIONS.index(prev.suffix.lower()):
-            found[p.stem] = p
+    for m in model_files.scan(_upscaler_dir(models_dir), MODEL_EXTENSIONS, recursive=False):
+        prev = found.get(m.stem)
+        if prev is None or MODEL_EXTENSIONS.index(m.path.suffix.lower()) < MODEL_EXTENSIONS.index(prev.suffix.lower()):
+            found[m.stem] = m.path
     return found
 
 
@@ -458,51 +440,18 @@ def list_upscalers(models_dir: str | Path, include_latent: bool = True) -> list[
 def resolve_model_file(name: str, models_dir: str | Path) -> Path:
     """The model file for an upscaler name, guaranteed to be inside ``<models>/ESRGAN``.
 
-    The name is a file stem (an extension ``.pth``/``.safetensors`` is accepted too). Path
-    separators, ``..``, absolute paths and symlinks that lead out of the folder are refused
-    with :class:`UserError`.
+    The name is a file stem (an extension ``.pth``/``.safetensors`` is accepted too), matched
+    against :func:`list_upscalers`' files only: a path, or a file linking out of the folder, is
+    refused with :class:`UserError`.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise UserError("No upscaler name given.")
-    if (
-        "/" in name
-        or "\\" in name
-        or "\0" in name
-        or name.strip() in (".", "..")
-        or name.startswith("..")
-        or os.path.isabs(name)
-        or Path(name).drive
-    ):
-        raise UserError(f"Invalid upscaler name {name!r}: give the model's name as listed, not a path.")
-    folder = _upscaler_dir(models_dir)
-    try:
-        entries = [p for p in folder.iterdir() if p.suffix.lower() in MODEL_EXTENSIONS] if folder.is_dir() else []
-    except OSError:
-        entries = []
-    rank = lambda p: MODEL_EXTENSIONS.index(p.suffix.lower())  # noqa: E731
-    candidates = sorted((p for p in entries if p.stem == name), key=rank)
-    if not candidates:
-        candidates = [p for p in entries if p.name == name]
-    if not candidates:
+    m = model_files.lookup(_upscaler_dir(models_dir), name, MODEL_EXTENSIONS, what="upscaler", recursive=False)
+    if m is None:
         available = list_upscalers(models_dir, include_latent=False)
         raise UserError(
             f"Upscaler {name!r} not found. Put the model file ({name}.pth or {name}.safetensors) into "
             f"models/{UPSCALER_SUBDIR}/, or choose one of: {', '.join(available)}."
         )
-    root = folder.resolve()
-    path = candidates[0]
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise UserError(f"Upscaler file {path.name} in models/{UPSCALER_SUBDIR} is a broken link.") from None
-    if not real.is_relative_to(root):
-        raise UserError(
-            f"Upscaler file {path.name} links to a file outside models/{UPSCALER_SUBDIR}; "
-            "copy the model into the folder instead."
-        )
-    if not real.is_file():
-        raise UserError(f"Upscaler {path.name} in models/{UPSCALER_SUBDIR} is not a file.")
-    return path
+    return m.path
 
 
 def get_upscaler(

@@ -9,14 +9,14 @@ VAE's config (scaling factor included), so a VAE file only replaces the weights.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .catalog import HashCache, is_inside, resolve_inside
+from .catalog import HashCache
 from .errors import UserError
+from .model_files import check_name, pick, scan
 
 VAE_EXTS = (".safetensors", ".pt", ".ckpt", ".bin")
 AUTOMATIC = "Automatic"
@@ -46,44 +46,23 @@ class VaeLibrary:
         self.hashes = hashes or HashCache(self.folder / ".hashes.json")
 
     def list(self) -> list[VaeFile]:
-        root = self.folder
-        found: list[VaeFile] = []
-        if not root.is_dir():
-            return found
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            if not is_inside(root, here):  # a symlinked folder leading out of models/VAE
-                dirnames[:] = []
-                continue
-            if here != root and (here / "config.json").is_file():
-                found.append(VaeFile(here.relative_to(root).as_posix(), here, "folder"))
-                dirnames[:] = []
-                continue
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fn in sorted(filenames):
-                p = here / fn
-                if fn.lower().endswith(VAE_EXTS) and not fn.startswith(".") and is_inside(root, p):
-                    found.append(VaeFile(p.relative_to(root).as_posix(), p, "file"))
-        return sorted(found, key=lambda v: v.name.lower())
+        """VAE files and diffusers VAE folders (config.json) in models/VAE and its subfolders;
+        nothing that links outside the folder."""
+        return [VaeFile(m.rel, m.path, "folder" if m.is_dir else "file")
+                for m in scan(self.folder, VAE_EXTS, marker="config.json")]
 
     def names(self) -> list[str]:
         return [AUTOMATIC] + [v.name for v in self.list()]
 
     def find(self, name: str) -> VaeFile:
         """The VAE a request names: its file name, relative path, or stem. UserError if unknown
-        or outside models/VAE."""
-        name = name.strip()
-        if any(sep in name for sep in ("/", "\\")) or name.startswith(".") or os.path.isabs(name):
-            resolve_inside(self.folder, name, "VAE")  # raises for ../x and absolute paths
-        items = self.list()
-        for v in items:
-            if name == v.name:
-                return v
-        for v in items:
-            if name in (v.path.name, v.path.stem, Path(v.name).with_suffix("").as_posix()):
-                return v
-        available = ", ".join(v.name for v in items) or "none (put VAE files in models/VAE)"
-        raise UserError(f"unknown VAE {name!r}; choose Automatic or one of: {available}", field="sd_vae")
+        or a path."""
+        items = scan(self.folder, VAE_EXTS, marker="config.json")
+        m = pick(items, check_name(self.folder, name, "VAE", "sd_vae"), VAE_EXTS)
+        if m is None:
+            available = ", ".join(i.rel for i in items) or "none (put VAE files in models/VAE)"
+            raise UserError(f"unknown VAE {name!r}; choose Automatic or one of: {available}", field="sd_vae")
+        return VaeFile(m.rel, m.path, "folder" if m.is_dir else "file")
 
     def short_hash(self, v: VaeFile) -> str | None:
         """A1111's `VAE hash`: the first 10 hex digits of the file's SHA-256 (files only)."""
