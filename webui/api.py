@@ -23,7 +23,6 @@ import logging
 import re
 import time
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
