@@ -87,7 +87,8 @@ def test_the_field_named_is_the_one_that_gets_the_request_under_the_limit(servic
         assert e.value.field == field, (fields, str(e.value))
         assert f"limit of {mib} MiB (--max-request-bytes)" in str(e.value)
     # Under the limit: built as before.
-    assert with_limit(service, 64 << 20).request({**SMALL, "width": 512, "height": 512, "batch_size": 8}).batch_size == 8
+    fits = with_limit(service, 64 << 20).request({**SMALL, "width": 512, "height": 512, "batch_size": 8})
+    assert fits.batch_size == 8
     assert service.request({**SMALL, "width": 1024, "height": 1024, "batch_size": 8, "n_iter": 16}).n_iter == 16
 
 

@@ -40,6 +40,7 @@ _NUM = re.compile(r"^(\d{5,})[-.]")
 _counters: OrderedDict[tuple[int, int], int] = OrderedDict()  # folder (st_dev, st_ino) -> next number
 _COUNTERS_KEPT = 64
 _TRIES = 100  # names found taken in a row before a save gives up (with an OSError)
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
 def scan_next_number(folder: Path) -> int:
@@ -73,7 +74,7 @@ def write_new(path: Path, data: bytes) -> Path:
         try:
             os.link(temp, path)  # atomic, and fails with EEXIST instead of replacing
         except OSError as e:
-            if isinstance(e, FileExistsError) or e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            if isinstance(e, FileExistsError) or e.errno not in _NO_LINKS:
                 raise
             _write_exclusive(path, data)  # a file system without hard links
     finally:
