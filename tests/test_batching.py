@@ -1,6 +1,9 @@
 """Cross-user batching in the engine: a merged batch gives each request the images it would
-get alone (per-image CPU generators make the noise independent of the batch), also after
-switching size, sampler and checkpoint, and when one user stops their part of the batch."""
+get alone up to rounding -- the same seeds, noise (per-image CPU generators make it
+independent of the batch), schedule and prompt embeddings, but convolution and matrix kernels
+sum in an order that depends on the batch size, so a few pixel values may differ by one level
+(the README's --no-batching row says the same) -- also after switching size, sampler and
+checkpoint, and when one user stops their part of the batch."""
 
 from __future__ import annotations
 
@@ -35,7 +38,13 @@ def request(svc, **fields):
     return svc.request(base)
 
 
-def assert_same_as_alone(svc, reqs):
+# What holds between a merged batch and solo runs (measured on these tiny models on CPU: at
+# most 1 level, on 0.023% of pixel values over 2 models x 2 samplers x 6 batch mixes x 2 seeds).
+MAX_LEVELS = 1           # largest difference of a pixel value, in 1/255 steps
+MAX_DIFFERING = 0.005    # fraction of pixel values that may differ at all (about 20x the measured)
+
+
+def assert_same_as_alone(svc, reqs, stats=None):
     together = svc.manager.generate_many([(r, Job(owner=f"user{i}")) for i, r in enumerate(reqs)])
     for req, res in zip(reqs, together):
         assert not isinstance(res, Exception), res
@@ -44,8 +53,12 @@ def assert_same_as_alone(svc, reqs):
         assert res.infotexts == alone.infotexts  # its own prompt, seed and model in the metadata
         assert len(res.images) == len(alone.images) == req.batch_size
         for a, b in zip(res.images, alone.images):
-            # Identical noise; a wider UNet batch may round the last bit differently on CPU.
-            assert np.abs(px(a) - px(b)).max() <= 1
+            # Identical noise; a wider UNet batch rounds differently (batch-size-dependent kernels).
+            d = np.abs(px(a) - px(b))
+            assert d.max() <= MAX_LEVELS
+            if stats is not None:
+                stats["values"] = stats.get("values", 0) + d.size
+                stats["differing"] = stats.get("differing", 0) + int((d > 0).sum())
     return together
 
 
@@ -60,6 +73,20 @@ def test_batch_of_different_prompts_and_seeds_equals_single_runs(service):
     out = assert_same_as_alone(service, reqs)
     # Different prompts/seeds really are different pictures (nothing was shared by mistake).
     assert np.abs(px(out[0].images[0]) - px(out[1].images[0])).max() > 10
+
+
+def test_merged_batches_differ_from_solo_runs_by_rounding_only(service):
+    """The README's promise, over several seeds and batch mixes: at most one level on a pixel
+    value, and on a small fraction of them."""
+    stats: dict = {}
+    prompts = ["portrait of an old sailor", "a young woman, soft light", "a face", "a hat, red"]
+    for sampler, scheduler in (("Euler a", "Automatic"), ("DPM++ 2M", "Karras")):
+        for mix, seed in (((1, 2), 3), ((2, 1, 1), 40), ((1, 5), 500)):
+            reqs = [request(service, prompt=prompts[i % 4], seed=seed + 10 * i, batch_size=b,
+                            sampler_name=sampler, scheduler=scheduler) for i, b in enumerate(mix)]
+            assert_same_as_alone(service, reqs, stats)
+    assert stats["values"] == 2 * (3 + 4 + 6) * 64 * 64 * 3
+    assert stats["differing"] <= MAX_DIFFERING * stats["values"], stats
 
 
 def test_switching_size_sampler_and_checkpoint_under_batching(service):
@@ -80,9 +107,9 @@ def test_stopping_one_job_leaves_the_others_in_the_batch_untouched(service):
     out = service.manager.generate_many([(keep, Job(owner="a")), (stop, stopper)])
     assert not out[0].interrupted and out[1].interrupted
     alone = service.manager.generate(keep)
-    assert np.abs(px(out[0].images[0]) - px(alone.images[0])).max() <= 1
+    assert np.abs(px(out[0].images[0]) - px(alone.images[0])).max() <= MAX_LEVELS
     # The stopped job keeps the picture as it was when it stopped: what a run of its own gives.
     solo = Job()
     solo.listener = lambda job: job.step >= 1 and job.interrupt()
     stopped_alone = service.manager.generate(stop, solo)
-    assert np.abs(px(out[1].images[0]) - px(stopped_alone.images[0])).max() <= 1
+    assert np.abs(px(out[1].images[0]) - px(stopped_alone.images[0])).max() <= MAX_LEVELS

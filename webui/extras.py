@@ -17,10 +17,10 @@ from pathlib import Path
 from PIL import Image
 
 from .errors import UserError
-from .image_meta import read_infotext, save_png
+from .image_meta import read_infotext
 from .images import to_rgb
 from .infotext import build_infotext, parse_infotext
-from .outputs import next_number, save_lock
+from .outputs import save_numbered
 from .upscalers import check_pixel_limit, is_latent_upscaler, scaled_size
 
 log = logging.getLogger(__name__)
@@ -62,9 +62,8 @@ def merge_infotext(source: str | None, params: dict, fallback: str = "") -> str:
 def save(image: Image.Image, infotext: str, outputs_dir: Path, warnings: list[str]) -> Path | None:
     folder = Path(outputs_dir) / EXTRAS_SUBDIR / _dt.date.today().isoformat()
     try:
-        with save_lock:
-            folder.mkdir(parents=True, exist_ok=True)
-            return save_png(image, folder / f"{next_number(folder):05d}.png", infotext)
+        # Never over an existing file; numbers go on past 99999 (outputs.save_numbered).
+        return save_numbered(folder, lambda n: f"{n:05d}.png", image, infotext)
     except OSError as e:
         log.warning("could not save to %s: %s", folder, e)
         warnings.append(f"the image was not saved to {folder} ({e.strerror or e}); download it from the page")

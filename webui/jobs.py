@@ -6,7 +6,6 @@ reads its flags, so one user's Interrupt can never reach another user's generati
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from .errors import UserError
+from .memory_budget import image_bytes
 
 
 @dataclass
@@ -134,12 +134,18 @@ class JobRegistry:
 
     HISTORY_PER_OWNER = 200
     HISTORY_OWNERS = 256
-    HISTORY_IN_MEMORY = 16  # unsaved images per owner (saved ones are kept as paths)
+    # Unsaved images are kept as images (saved ones as paths): at most this many per owner,
+    # and by bytes per owner and for all owners together; the oldest go first.
+    HISTORY_IN_MEMORY = 16
+    HISTORY_BYTES_PER_OWNER = 64 << 20
+    HISTORY_BYTES = 512 << 20
 
     def __init__(self):
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        # owner -> [image or path, infotext, sequence number, bytes in memory], oldest first
         self._history: OrderedDict[str, deque] = OrderedDict()
+        self._seq = 0
 
     def new(self, owner, job_id: str | None = None) -> Job:
         """A new job for `owner` (an identity.Caller, or a plain owner key for internal work);
@@ -199,15 +205,39 @@ class JobRegistry:
         paths = list(getattr(result, "paths", []) or [])
         images = paths if len(paths) == len(result.images) else list(result.images)
         with self._lock:
-            items = self._history.pop(owner, None) or deque(maxlen=self.HISTORY_PER_OWNER)
+            items = self._history.pop(owner, None) or deque()
             self._history[owner] = items
             while len(self._history) > self.HISTORY_OWNERS:
                 self._history.popitem(last=False)
-            items.extend(zip(images, result.infotexts))
-            in_memory = [i for i, (img, _) in enumerate(items) if not isinstance(img, (str, os.PathLike))]
-            for i in reversed(in_memory[:-self.HISTORY_IN_MEMORY]):
-                del items[i]
+            for img, info in zip(images, result.infotexts):
+                self._seq += 1
+                items.append((img, info, self._seq, image_bytes(img)))
+            while len(items) > self.HISTORY_PER_OWNER:
+                items.popleft()
+            mine = [e for e in items if e[3]]
+            self._drop(mine, len(mine) - self.HISTORY_IN_MEMORY, self.HISTORY_BYTES_PER_OWNER)
+            everyone = sorted((e for q in self._history.values() for e in q if e[3]), key=lambda e: e[2])
+            self._drop(everyone, 0, self.HISTORY_BYTES)
+
+    def _drop(self, in_memory: list, count: int, max_bytes: int) -> None:
+        """Forget the oldest of `in_memory` (oldest first): at least `count` of them, and more
+        until the rest hold at most `max_bytes`."""
+        total = sum(e[3] for e in in_memory)
+        gone = set()
+        for e in in_memory:
+            if len(gone) >= count and total <= max_bytes:
+                break
+            gone.add(e[2])
+            total -= e[3]
+        touched = [o for o, items in self._history.items() if any(e[2] in gone for e in items)] if gone else []
+        for owner in touched:
+            self._history[owner] = deque(e for e in self._history[owner] if e[2] not in gone)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the unsaved images all histories hold."""
+        with self._lock:
+            return sum(e[3] for q in self._history.values() for e in q)
 
     def history(self, owner: str | None) -> list[tuple[object, str]]:
         with self._lock:
-            return list(self._history.get(owner, ()))
+            return [(img, info) for img, info, _, _ in self._history.get(owner, ())]

@@ -1,40 +1,145 @@
 """Saving results in A1111's layout: outputs/<task>-images/YYYY-MM-DD/NNNNN-SEED.png, each PNG
 carrying the `parameters` chunk. A failing disk never loses an image: the result keeps the
-images in memory and gets a warning instead."""
+images in memory and gets a warning instead.
+
+Numbers are padded to five digits and keep counting past 99999 (100000-SEED.png ...), as
+A1111's do. A save never replaces a file: the bytes go to a hidden temporary file in the same
+folder, which is then hard-linked to its final name -- a link fails when that name exists
+(another process saving into the same folder, a file put there by hand) and the save moves
+on to the next number. The next number of each folder is kept in memory, so a day folder of
+100k images is listed once, not on every save; a name found taken lists it again.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import errno
 import logging
+import os
 import re
+import secrets
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+
+from PIL import Image
 
 from .catalog import resolve_inside
 from .engine import GenerationResult
 from .errors import UserError
-from .image_meta import save_png
+from .image_meta import png_bytes_with_infotext
 
 log = logging.getLogger(__name__)
 
-save_lock = threading.Lock()  # numbering must not race between concurrent saves
-_lock = save_lock
-_NUM = re.compile(r"^(\d{5})[-.]")
+# Numbering must not race between this process's concurrent saves; other processes are kept
+# apart by the exclusive link. Re-entrant: save_result holds it across a batch so the batch's
+# numbers are consecutive.
+save_lock = threading.RLock()
+_NUM = re.compile(r"^(\d{5,})[-.]")
+_counters: OrderedDict[tuple[int, int], int] = OrderedDict()  # folder (st_dev, st_ino) -> next number
+_COUNTERS_KEPT = 64
+_TRIES = 100  # names found taken in a row before a save gives up (with an OSError)
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
-def next_number(folder: Path) -> int:
-    """The next free NNNNN prefix in `folder` (extras files are named NNNNN.png)."""
-    return _next_number(folder)
-
-
-def _next_number(folder: Path) -> int:
+def scan_next_number(folder: Path) -> int:
+    """One more than the highest NNNNN prefix (five digits or more) in `folder`."""
     best = -1
-    for p in folder.iterdir():
-        m = _NUM.match(p.name)
-        if m:
-            best = max(best, int(m.group(1)))
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            m = _NUM.match(entry.name)
+            if m:
+                best = max(best, int(m.group(1)))
     return best + 1
+
+
+def _folder_key(folder: Path) -> tuple[int, int]:
+    # By identity, not name: a day folder deleted and made again starts from its own files.
+    st = folder.stat()
+    return st.st_dev, st.st_ino
+
+
+def write_new(path: Path, data: bytes) -> Path:
+    """Create `path` holding `data`, complete or not at all; FileExistsError when the name is
+    taken (also by a dangling symlink) -- an existing file is never replaced or written through."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, path)  # atomic, and fails with EEXIST instead of replacing
+        except OSError as e:
+            if isinstance(e, FileExistsError) or e.errno not in _NO_LINKS:
+                raise
+            _write_exclusive(path, data)  # a file system without hard links
+    finally:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+    return path
+
+
+def _write_exclusive(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        try:
+            os.unlink(path)  # ours (O_EXCL made it): no half-written image left behind
+        except OSError:
+            pass
+        raise
+
+
+def create_png(image: Image.Image, path: Path, infotext: str | None) -> Path:
+    """Save a new PNG with the `parameters` chunk at `path`; FileExistsError when it exists."""
+    return write_new(path, png_bytes_with_infotext(image, infotext))
+
+
+def save_numbered(folder: Path, name: Callable[[int], str], image: Image.Image, infotext: str | None,
+                  write=create_png) -> Path:
+    """Save `image` as folder/name(n) for the next free number n; returns the path.
+
+    `write(image, path, infotext)` must create `path` or raise FileExistsError (create_png;
+    fault-injection tests pass others). A taken name means the remembered number is stale:
+    the folder is listed again and the save goes on from there, never over that file.
+    """
+    folder = Path(folder)
+    with save_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        key = _folder_key(folder)
+        n = _counters.pop(key, None)
+        if n is None:
+            n = scan_next_number(folder)
+        for _ in range(_TRIES):
+            path = folder / name(n)
+            try:
+                write(image, path, infotext)
+            except FileExistsError:
+                n = max(n + 1, scan_next_number(folder))
+                continue
+            except BaseException:
+                _remember(key, n)
+                raise
+            _remember(key, n + 1)
+            return path
+        _remember(key, n)
+    raise FileExistsError(errno.EEXIST, f"no free file name after {_TRIES} tries", str(folder))
+
+
+def _remember(key: tuple[int, int], n: int) -> None:
+    _counters[key] = n
+    while len(_counters) > _COUNTERS_KEPT:
+        _counters.popitem(last=False)
 
 
 def task_folder(outputs_dir: Path, task: str) -> Path:
@@ -43,19 +148,16 @@ def task_folder(outputs_dir: Path, task: str) -> Path:
     return Path(outputs_dir) / f"{kind}-images" / _dt.date.today().isoformat()
 
 
-def save_result(result: GenerationResult, outputs_dir: Path, write=save_png) -> GenerationResult:
+def save_result(result: GenerationResult, outputs_dir: Path, write=create_png) -> GenerationResult:
     """Write every image of `result`; fills result.paths (in image order: a failed save leaves
     the later images with no path). On error -- unwritable folder, full disk -- adds a warning
-    and keeps every image in memory. `write(image, path, infotext)` is the file writer
-    (save_png; fault-injection tests pass one that writes to a full device)."""
+    and keeps every image in memory. `write(image, path, infotext)` creates one new file (see
+    save_numbered)."""
     folder = task_folder(outputs_dir, result.request.task)
     try:
-        with _lock:
-            folder.mkdir(parents=True, exist_ok=True)
-            n = _next_number(folder)
-            for i, (img, seed, info) in enumerate(zip(result.images, result.seeds, result.infotexts)):
-                path = folder / f"{n + i:05d}-{seed}.png"
-                write(img, path, info)
+        with save_lock:
+            for img, seed, info in zip(result.images, result.seeds, result.infotexts):
+                path = save_numbered(folder, lambda n, seed=seed: f"{n:05d}-{seed}.png", img, info, write)
                 result.paths.append(path)
     except OSError as e:
         log.warning("could not save images to %s: %s", folder, e)

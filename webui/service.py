@@ -18,6 +18,7 @@ from .errors import UserError
 from .gpu_queue import GPUQueue, in_caller_context
 from .identity import Caller
 from .jobs import Job, JobRegistry, Snapshot
+from .memory_budget import check_request
 from .outputs import save_result
 from .presets import Preset, find_preset, load_presets, normalize_family
 from .prompting import expand_prompts
@@ -132,6 +133,9 @@ class Service:
                              translated_negative_prompt=override_neg if isinstance(override_neg, str) else None)
         req = replace(req, prompt=exp.prompt, negative_prompt=exp.negative_prompt,
                       extra_params=tuple(exp.infotext_params) + req.extra_params)
+        # The one gate before the GPU queue (UI, REST, Extras' face pass): uploads x batch x
+        # count must fit the server's memory budget.
+        check_request(req, self.settings.limits.max_request_bytes)
         return req, exp.notes
 
     def preset(self, name: str | None) -> Preset | None:

@@ -22,6 +22,10 @@ class Limits:
     max_prompt_chars: int = 10_000
     max_upload_bytes: int = 50 * 1024 * 1024
     max_upload_pixels: int = 4096 * 4096
+    # Server memory one request may hold (memory_budget.py): uploads, working copies and every
+    # result. 1 GiB: 1024x1024 at batch size 8 x count 16 (0.4 GiB) and inpainting a 12 MP
+    # photo fit; a 4096x4096 inpaint at batch size 8 (1.4 GiB) does not.
+    max_request_bytes: int = 1 << 30
 
 
 # Limits field -> (flag, help). Each flag also reads WEBUI_<FLAG> (e.g. WEBUI_MAX_STEPS) for Spaces.
@@ -35,6 +39,7 @@ LIMIT_FLAGS = {
     "max_prompt_chars": ("--max-prompt-chars", "longest prompt or negative prompt, in characters"),
     "max_upload_bytes": ("--max-upload-bytes", "largest uploaded file in bytes (also Gradio's max_file_size)"),
     "max_upload_pixels": ("--max-upload-pixels", "largest uploaded image, width x height in pixels"),
+    "max_request_bytes": ("--max-request-bytes", "most server memory one request may hold (uploads, results), in bytes"),
 }
 
 
