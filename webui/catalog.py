@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic_files import write_atomic
 from .errors import UserError
-from .model_files import is_inside, resolve_inside, scan  # noqa: F401 -- is_inside, resolve_inside: re-exported
+from .model_files import scan
 
 CHECKPOINT_EXTS = (".safetensors", ".ckpt")
 
@@ -43,10 +43,7 @@ class HashCache:
         with self._lock:
             self._data[key] = {"stamp": stamp, "sha256": digest}
             try:
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.cache_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps(self._data))
-                os.replace(tmp, self.cache_file)
+                write_atomic(self.cache_file, json.dumps(self._data).encode())
             except OSError:
                 pass  # a read-only models folder only costs re-hashing next start
         return digest

@@ -18,13 +18,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
+from webui.atomic_files import write_atomic
 from webui.errors import UserError
 from webui.infotext import MIN_PARAM_PAIRS, build_infotext, parse_params_line
 from webui.samplers_names import a1111_sampler_name, a1111_schedule_label, split_legacy_sampler
@@ -166,32 +166,6 @@ def image_bytes_with_infotext(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **kwargs)
     return buffer.getvalue()
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` so that a crash leaves either the old file or the whole new one.
-
-    The bytes go to a hidden temporary file in the same folder, are flushed to disk, then
-    renamed over `path` (os.replace). Missing parent folders are created.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(temp, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return target
 
 
 def save_png(

@@ -17,7 +17,6 @@ import errno
 import logging
 import os
 import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .catalog import resolve_inside
+from .atomic_files import write_new
+from .model_files import resolve_inside
 from .engine import GenerationResult
 from .errors import UserError
 from .image_meta import png_bytes_with_infotext
@@ -40,7 +40,6 @@ _NUM = re.compile(r"^(\d{5,})[-.]")
 _counters: OrderedDict[tuple[int, int], int] = OrderedDict()  # folder (st_dev, st_ino) -> next number
 _COUNTERS_KEPT = 64
 _TRIES = 100  # names found taken in a row before a save gives up (with an OSError)
-_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
 
 
 def scan_next_number(folder: Path) -> int:
@@ -58,46 +57,6 @@ def _folder_key(folder: Path) -> tuple[int, int]:
     # By identity, not name: a day folder deleted and made again starts from its own files.
     st = folder.stat()
     return st.st_dev, st.st_ino
-
-
-def write_new(path: Path, data: bytes) -> Path:
-    """Create `path` holding `data`, complete or not at all; FileExistsError when the name is
-    taken (also by a dangling symlink) -- an existing file is never replaced or written through."""
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temp, path)  # atomic, and fails with EEXIST instead of replacing
-        except OSError as e:
-            if isinstance(e, FileExistsError) or e.errno not in _NO_LINKS:
-                raise
-            _write_exclusive(path, data)  # a file system without hard links
-    finally:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-    return path
-
-
-def _write_exclusive(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        try:
-            os.unlink(path)  # ours (O_EXCL made it): no half-written image left behind
-        except OSError:
-            pass
-        raise
 
 
 def create_png(image: Image.Image, path: Path, infotext: str | None) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..catalog import is_inside
+from ..model_files import is_inside
 from ..errors import UserError
 from ..image_meta import read_infotext
 from ..infotext import infotext_to_fields
