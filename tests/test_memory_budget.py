@@ -9,6 +9,8 @@ import base64
 import dataclasses
 import io
 import shutil
+import threading
+import time
 
 import pytest
 from fastapi import FastAPI
@@ -151,3 +153,43 @@ def test_history_memory_stays_under_its_byte_bounds_after_many_big_results():
     assert jobs.history("big") == []
     jobs.record("big", _result(2048, paths=["outputs/x.png"]))
     assert jobs.history("big") == [("outputs/x.png", "#0")]
+
+
+def test_one_client_cannot_park_more_than_twice_the_request_budget_in_the_queue(service):
+    from webui.identity import Caller
+    from webui.memory_budget import estimate
+    from webui.ratelimit import RateLimited
+    small = with_limit(service, 1 << 30)
+    req = small.request({**SMALL, "width": 256, "height": 256, "batch_size": 2})
+    need = estimate(req).total
+    svc = dataclasses.replace(small, client_bytes=None, queue=service.queue)
+    svc.client_bytes.limit = 2 * need + need // 2     # room for two such requests, not three
+    ann, bob = Caller("api", user="ann"), Caller("api", user="bob")
+    done = []
+    with service.queue.hold():                        # nothing runs: the requests wait in the queue
+        threads = [threading.Thread(target=lambda: done.append(svc.generate(req, owner=ann))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while service.queue.pending() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        third: list = []
+
+        def try_third():
+            try:
+                third.append(svc.generate(req, owner=ann))
+            except RateLimited as e:
+                third.append(e)
+        t3 = threading.Thread(target=try_third, daemon=True)
+        t3.start()
+        t3.join(10)                                   # refused at once, not queued behind the hold
+        assert third and isinstance(third[0], RateLimited) and "2 x --max-request-bytes" in str(third[0])
+        bob_thread = threading.Thread(target=lambda: done.append(svc.generate(req, owner=bob)))
+        bob_thread.start()                            # another client is not affected
+        while service.queue.pending() < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert service.queue.pending() == 3
+    for t in [*threads, bob_thread]:
+        t.join(120)
+    assert len(done) == 3 and svc.client_bytes._held == {}   # all handed back
+    svc.generate(req, owner=ann)                      # ann's share is free again

@@ -20,12 +20,15 @@ request, and the PNGs are transient for the UI.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image
 
 from . import hires
 from .errors import UserError
+from .ratelimit import RateLimited
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -120,3 +123,36 @@ def check_request(req, limit: int) -> Estimate:
         field, advice = "width", "lower width and height"
     raise UserError(f"this request would hold about {human(est.total)} of server memory ({what}), over the "
                     f"limit of {human(limit)} (--max-request-bytes); {advice}", field=field)
+
+
+class ClientBudget:
+    """Server memory one client's requests may hold at once while they wait for and use the GPU
+    (each one's estimate, counted from the queue until its result is handed back): a client
+    cannot park many big requests in the queue. Over it: RateLimited (REST: HTTP 429)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, client: str | None, nbytes: int):
+        if client is None:  # internal work (warm-up, tests): not a client
+            yield
+            return
+        with self._lock:
+            held = self._held.get(client, 0)
+            if held and held + nbytes > self.limit:
+                raise RateLimited(f"your earlier requests still hold about {human(held)} of server memory and this one "
+                                  f"needs {human(nbytes)}: over the {human(self.limit)} one client may hold at once "
+                                  "(2 x --max-request-bytes); try again when they have finished", retry_after=5)
+            self._held[client] = held + nbytes
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._held.get(client, 0) - nbytes
+                if left > 0:
+                    self._held[client] = left
+                else:
+                    self._held.pop(client, None)

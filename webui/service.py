@@ -18,7 +18,7 @@ from .errors import UserError
 from .gpu_queue import GPUQueue, in_caller_context
 from .identity import Caller
 from .jobs import Job, JobRegistry, Snapshot
-from .memory_budget import check_request
+from .memory_budget import ClientBudget, check_request, estimate
 from .outputs import save_result
 from .presets import Preset, find_preset, load_presets, normalize_family
 from .prompting import expand_prompts
@@ -54,6 +54,7 @@ class Service:
     startup_problems: list[str] = field(default_factory=list)
 
     queue: GPUQueue | None = None  # built in __post_init__ from the manager and settings
+    client_bytes: ClientBudget | None = None  # likewise: memory each client's requests may hold
 
     def __post_init__(self):
         if self.gpu_stream is None:
@@ -61,6 +62,8 @@ class Service:
         if self.queue is None:
             self.queue = GPUQueue(self.manager, max_batch=self.settings.limits.max_batch_size,
                                   batching=self.settings.batching, admit=self._admit_job)
+        if self.client_bytes is None:
+            self.client_bytes = ClientBudget(2 * self.settings.limits.max_request_bytes)
 
     @classmethod
     def create(cls, settings: Settings, load_model: bool = True) -> "Service":
@@ -163,8 +166,11 @@ class Service:
         job = job or self.jobs.new(owner)
         job.listener = in_caller_context(listener)
         # Every generation goes through the one GPU queue: fair between owners, and batched
-        # with other users' compatible requests when they wait at the same time.
-        result = self.queue.run(req, job)
+        # with other users' compatible requests when they wait at the same time. What it holds
+        # in memory counts against its client's share until the result is handed back.
+        client = job.caller.rate_key(self.settings.rate_limit_by) if job.caller is not None else None
+        with self.client_bytes.hold(client, estimate(req).total):
+            result = self.queue.run(req, job)
         if self.safety is not None:
             self.safety.apply(result)  # before saving: a hidden image never reaches the disk
         if req.save_images:
