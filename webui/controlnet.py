@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from .catalog import resolve_inside
 from .errors import UserError
 from .images import decode_base64_image
 from .infotext import numbered_entries
+from .validate import number, shown
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,7 @@ def _num(d: dict, key: str, default, lo, hi, n: int, integer=False):
     v = d.get(key, default)
     if v is None or v == "":
         return default
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"ControlNet unit {n}: {key} must be a number, got {v!r}", field=FIELD) from None
-    if isinstance(v, bool) or not math.isfinite(f) or not lo <= f <= hi or (integer and f != int(f)):
-        raise UserError(f"ControlNet unit {n}: {key} must be between {lo} and {hi}, got {v!r}", field=FIELD)
-    return int(f) if integer else f
+    return number(v, f"ControlNet unit {n}: {key}", FIELD, lo, hi, integer)
 
 
 def _unset(d: dict, key: str, default, lo, hi, n: int, integer=False):
@@ -111,7 +105,7 @@ def _option(d: dict, key: str, default: int, options, n: int, aliases=None) -> i
                 return i
         if aliases and low in aliases:
             return aliases[low]
-        raise UserError(f"ControlNet unit {n}: {key} must be one of {', '.join(options)}; got {v!r}", field=FIELD)
+        raise UserError(f"ControlNet unit {n}: {key} must be one of {', '.join(options)}; got {shown(v)}", field=FIELD)
     return int(_num({key: v}, key, default, 0, len(options) - 1, n, integer=True))
 
 

@@ -7,7 +7,6 @@ Field names are the A1111 API names so a request can be echoed back as `paramete
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from PIL import Image
 from .errors import UserError
 from .samplers import SCHEDULE_TYPES, resolve_sampler
 from .settings import Limits
+from .validate import number, shown
 from .detailer import face_fields_from_alwayson
 from .faces import ORDERS as FACE_ORDERS
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
@@ -130,33 +130,14 @@ def _as_int(fields: dict, name: str, default: int, lo: int | None = None, hi: in
     v = fields.get(name, default)
     if v is None or v == "":
         return default
-    if isinstance(v, bool):
-        raise UserError(f"{name} must be a whole number, got {v!r}", field=name)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a whole number, got {v!r}", field=name) from None
-    if not math.isfinite(f) or f != int(f):
-        raise UserError(f"{name} must be a whole number, got {v!r}", field=name)
-    i = int(f)
-    if (lo is not None and i < lo) or (hi is not None and i > hi):
-        raise UserError(f"{name} must be between {lo} and {hi}, got {i}", field=name)
-    return i
+    return number(v, name, name, lo, hi, integer=True)
 
 
 def _as_float(fields: dict, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
     v = fields.get(name, default)
     if v is None or v == "":
         return default
-    if isinstance(v, bool):
-        raise UserError(f"{name} must be a number, got {v!r}", field=name)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, got {v!r}", field=name) from None
-    if not math.isfinite(f) or (lo is not None and f < lo) or (hi is not None and f > hi):
-        raise UserError(f"{name} must be between {lo} and {hi}, got {v!r}", field=name)
-    return f
+    return number(v, name, name, lo, hi)
 
 
 def _as_bool(fields: dict, name: str, default: bool) -> bool:
@@ -169,7 +150,7 @@ def _as_bool(fields: dict, name: str, default: bool) -> bool:
         return v.lower() in ("true", "1", "yes")
     if v is None:
         return default
-    raise UserError(f"{name} must be true or false, got {v!r}", field=name)
+    raise UserError(f"{name} must be true or false, got {shown(v)}", field=name)
 
 
 def _as_str(fields: dict, name: str, default: str, max_len: int) -> str:
@@ -200,7 +181,7 @@ def _choice(fields: dict, name: str, default, options) -> Any:
         for i, o in enumerate(options):
             if v.lower() == o.lower():
                 return i
-        raise UserError(f"{name} must be one of {', '.join(options)}; got {v!r}", field=name)
+        raise UserError(f"{name} must be one of {', '.join(options)}; got {shown(v)}", field=name)
     return _as_int({name: v}, name, default, 0, len(options) - 1)
 
 

@@ -1,0 +1,122 @@
+"""Bad input at the request edge: each problem is a UserError naming the field, never another
+exception (a 500), and limits hold for what the model actually reads.
+
+Regressions of an adversarial probe of `app.py --demo`: huge integers (OverflowError), NaN and
+infinities, lone surrogates and NUL in text, styles repeated to blow a prompt past
+--max-prompt-chars, unbounded lists, and prompt weights that overflow to a black image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import pytest
+from PIL import Image
+
+from webui import extras
+from webui.errors import UserError
+from webui.request import build_request
+from webui.service import Service
+from webui.settings import Limits, Settings
+from webui.validate import number
+
+HUGE = 10**400  # beyond the float range: float(HUGE) raises OverflowError
+BASE = dict(prompt="portrait of a sailor", seed=7, steps=1, width=64, height=64, sampler_name="Euler",
+            save_images=False)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edge")
+    return Service.create(Settings(models_dir=root / "models", outputs_dir=root / "out", device="cpu", demo=True))
+
+
+def limited(service, **limits) -> Service:
+    return dataclasses.replace(service, settings=dataclasses.replace(
+        service.settings, limits=dataclasses.replace(service.settings.limits, **limits)))
+
+
+def refused(service, fields: dict, task: str = "txt2img") -> UserError:
+    with pytest.raises(UserError) as e:
+        service.prepare(fields, task)
+    assert e.value.field, str(e.value)
+    return e.value
+
+
+# ---- item 6: numbers ---------------------------------------------------------------------------
+
+NUMERIC = ["steps", "seed", "subseed", "subseed_strength", "cfg_scale", "width", "height", "batch_size", "n_iter",
+           "clip_skip", "denoising_strength", "mask_blur", "resize_mode", "inpainting_fill", "hr_scale",
+           "hr_second_pass_steps", "hr_resize_x", "hr_denoising_strength", "face_detail_steps",
+           "face_detail_confidence", "face_detail_max_faces", "face_detail_padding", "face_detail_width",
+           "face_detail_denoising_strength"]
+
+
+@pytest.mark.parametrize("bad", [HUGE, -HUGE, float("inf"), float("nan"), "1e400", "nan", "9" * 400],
+                         ids=["huge", "-huge", "inf", "nan", "1e400 text", "nan text", "400 digits text"])
+@pytest.mark.parametrize("name", NUMERIC)
+def test_every_numeric_field_refuses_overflow_and_nan(name, bad):
+    with pytest.raises(UserError) as e:
+        build_request({**BASE, "enable_hr": True, "face_detail": True, name: bad}, Limits())
+    assert e.value.field == name
+
+
+def test_the_coercion_itself():
+    assert number("12", "steps", "steps", 1, 150, integer=True) == 12
+    assert number(3.0, "steps", "steps", 1, 150, integer=True) == 3
+    assert number(2**70, "x", "x") == float(2**70)
+    for bad in (True, None, [], {}, "abc", HUGE, float("nan"), "-inf", 2.5):
+        with pytest.raises(UserError, match="steps"):
+            number(bad, "steps", "steps", 1, 150, integer=True)
+    with pytest.raises(UserError, match="finite"):
+        number(HUGE, "x", "x")  # no bounds: still no OverflowError
+    with pytest.raises(UserError, match="401-digit"):
+        number(HUGE, "x", "x", 0, 1)  # and the message does not print 400 digits
+
+
+POSE_UNIT = {"enabled": True, "model": "demo-tiny-controlnet", "module": "none", "pose": "standing"}
+
+
+@pytest.mark.parametrize("key", ["weight", "guidance_start", "guidance_end", "processor_res", "threshold_a",
+                                 "control_mode", "resize_mode"])
+@pytest.mark.parametrize("bad", [HUGE, float("nan"), float("inf")], ids=["huge", "nan", "inf"])
+def test_controlnet_unit_numbers(key, bad):
+    for fields in ({"controlnet_units": [{**POSE_UNIT, key: bad}]},
+                   {"alwayson_scripts": {"controlnet": {"args": [{**POSE_UNIT, key: bad}]}}}):
+        with pytest.raises(UserError, match=key) as e:
+            build_request({**BASE, **fields}, Limits())
+        assert e.value.field in ("controlnet_units", next(iter(fields)))
+
+
+@pytest.mark.parametrize("bad", [HUGE, float("nan"), float("-inf"), "1e400"])
+def test_ip_adapter_weight(bad):
+    entry = {"model": "ip-adapter_sd15", "image": Image.new("RGB", (8, 8)), "weight": bad}
+    with pytest.raises(UserError, match="weight") as e:
+        build_request({**BASE, "ip_adapters": [entry]}, Limits())
+    assert e.value.field == "ip_adapters"
+
+
+@pytest.mark.parametrize("key,field", [("ad_confidence", "face_detail_confidence"),
+                                       ("ad_denoising_strength", "face_detail_denoising_strength"),
+                                       ("ad_mask_k_largest", "face_detail_max_faces"),
+                                       ("ad_steps", "face_detail_steps"),
+                                       ("ad_inpaint_width", "face_detail_width")])
+def test_adetailer_args(key, field):
+    unit = {"ad_model": "face_yolov8n.pt", "ad_use_steps": True, "ad_use_inpaint_width_height": True, key: HUGE}
+    with pytest.raises(UserError) as e:
+        build_request({**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False, unit]}}}, Limits())
+    assert e.value.field == field
+
+
+@pytest.mark.parametrize("kwargs,field", [({"scale": HUGE}, "upscaling_resize"),
+                                          ({"scale": float("nan")}, "upscaling_resize"),
+                                          ({"scale": 1e300}, "upscaling_resize"),
+                                          ({"width": HUGE}, "upscaling_resize_w"),
+                                          ({"width": float("inf")}, "upscaling_resize_w"),
+                                          ({"height": float("nan")}, "upscaling_resize_h")])
+def test_extras_upscale_numbers(kwargs, field):
+    stub = types.SimpleNamespace(settings=Settings())  # refused before any work is queued
+    with pytest.raises(UserError) as e:
+        extras.upscale(stub, Image.new("RGB", (16, 16)), "Lanczos", **kwargs)
+    assert e.value.field == field
