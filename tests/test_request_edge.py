@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -120,3 +121,25 @@ def test_extras_upscale_numbers(kwargs, field):
     with pytest.raises(UserError) as e:
         extras.upscale(stub, Image.new("RGB", (16, 16)), "Lanczos", **kwargs)
     assert e.value.field == field
+
+
+# ---- images of ControlNet units and IP-Adapter entries -----------------------------------------
+
+def _noisy_png_b64() -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_unit_and_adapter_images_are_held_to_the_servers_upload_limit():
+    png = _noisy_png_b64()  # about 12 kB
+    small = Limits(max_upload_bytes=4_000)
+    for fields, name in (({"controlnet_units": [{"model": "m", "image": png}]}, "controlnet_units"),
+                         ({"ip_adapters": [{"model": "m", "image": png}]}, "ip_adapters")):
+        build_request({**BASE, **fields}, Limits())  # within the default limit
+        with pytest.raises(UserError, match="too large|limit") as e:
+            build_request({**BASE, **fields}, small)
+        assert e.value.field == name

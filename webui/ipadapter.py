@@ -37,6 +37,7 @@ from .catalog import resolve_inside
 from .errors import UserError
 from .images import decode_base64_image
 from .infotext import numbered_entries
+from .settings import Limits
 from .validate import number
 
 FIELD = "ip_adapters"
@@ -69,7 +70,9 @@ def adapters_from_infotext(params: dict) -> list[dict]:
     return found
 
 
-def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapterRef, ...]:
+def parse_adapters(raw, limits: Limits | None = None) -> tuple[IPAdapterRef, ...]:
+    """UI or API entries -> validated references; images are held to the upload limits."""
+    max_upload_pixels = limits.max_upload_pixels if limits else None
     if not raw:
         return ()
     if isinstance(raw, dict):
@@ -89,7 +92,10 @@ def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapter
         if not isinstance(model, str) or not model.strip():
             raise UserError(f"IP-Adapter {n}: choose an IP-Adapter model", field=FIELD)
         if isinstance(image, str):
-            image = decode_base64_image(image, field=f"IP-Adapter {n} image")
+            try:
+                image = decode_base64_image(image, f"IP-Adapter {n} image", limits)
+            except UserError as e:  # the message names the entry; the field is the request's
+                raise UserError(str(e), field=FIELD) from None
         elif isinstance(image, np.ndarray):
             image = Image.fromarray(image.astype(np.uint8))
         if not isinstance(image, Image.Image):

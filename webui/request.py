@@ -321,8 +321,8 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_order=_face_order(fields),
         face_detail_width=_face_size(fields, "face_detail_width", lim.max_width),
         face_detail_height=_face_size(fields, "face_detail_height", lim.max_height),
-        controlnet_units=parse_units(units, lim.max_upload_pixels),
-        ip_adapters=parse_adapters(fields.get("ip_adapters"), lim.max_upload_pixels),
+        controlnet_units=parse_units(units, lim),
+        ip_adapters=parse_adapters(fields.get("ip_adapters"), lim),
         save_images=_as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )
