@@ -20,7 +20,7 @@ from webui.errors import UserError
 from webui.request import build_request
 from webui.service import Service
 from webui.settings import Limits, Settings
-from webui.validate import number
+from webui.validate import LIST_BOUNDS, number
 
 HUGE = 10**400  # beyond the float range: float(HUGE) raises OverflowError
 BASE = dict(prompt="portrait of a sailor", seed=7, steps=1, width=64, height=64, sampler_name="Euler",
@@ -103,11 +103,13 @@ def test_ip_adapter_weight(bad):
                                        ("ad_mask_k_largest", "face_detail_max_faces"),
                                        ("ad_steps", "face_detail_steps"),
                                        ("ad_inpaint_width", "face_detail_width")])
-def test_adetailer_args(key, field):
-    unit = {"ad_model": "face_yolov8n.pt", "ad_use_steps": True, "ad_use_inpaint_width_height": True, key: HUGE}
+@pytest.mark.parametrize("bad", [HUGE, "1e400", 2.0**60])
+def test_adetailer_args(key, field, bad):
+    unit = {"ad_model": "face_yolov8n.pt", "ad_use_steps": True, "ad_use_inpaint_width_height": True, key: bad}
     with pytest.raises(UserError) as e:
         build_request({**BASE, "alwayson_scripts": {"ADetailer": {"args": [True, False, unit]}}}, Limits())
-    assert e.value.field == field
+    # The edge names the field the client sent (a >64-bit int); the parser names ours.
+    assert e.value.field == ("alwayson_scripts" if bad is HUGE else field)
 
 
 @pytest.mark.parametrize("kwargs,field", [({"scale": HUGE}, "upscaling_resize"),
@@ -143,3 +145,58 @@ def test_unit_and_adapter_images_are_held_to_the_servers_upload_limit():
         with pytest.raises(UserError, match="too large|limit") as e:
             build_request({**BASE, **fields}, small)
         assert e.value.field == name
+
+
+# ---- item 7: text ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["a\ud800b", "\udfff", "a\x00b"], ids=["lone high", "lone low", "NUL"])
+@pytest.mark.parametrize("name,wrap", [
+    ("prompt", None), ("negative_prompt", None), ("hr_prompt", None), ("face_detail_prompt", None),
+    ("sampler_name", None), ("sd_vae", None), ("translated_prompt", None), ("preset", None),
+    ("styles", lambda s: [s]),
+    ("controlnet_units", lambda s: [{**POSE_UNIT, "model": s}]),
+    ("ip_adapters", lambda s: [{"model": s, "image": "x"}]),
+    ("alwayson_scripts", lambda s: {"ADetailer": {"args": [{"ad_prompt": s}]}}),
+    ("override_settings", lambda s: {s: 1}),
+    ("some_unknown_field", None),
+])
+def test_text_that_is_not_unicode_is_refused_naming_the_field(service, name, wrap, bad):
+    e = refused(service, {**BASE, name: wrap(bad) if wrap else bad})
+    assert e.field == name
+    assert ("surrogate" in str(e) or "NUL" in str(e)) and name in str(e)
+    str(e).encode("utf-8")  # the message itself can go out as JSON
+
+
+def test_a_whole_character_outside_the_bmp_is_fine(service):
+    req, _ = service.prepare({**BASE, "prompt": "portrait \U0001F600 smiling"})
+    assert "\U0001F600" in req.prompt
+
+
+# ---- bounded lists ---------------------------------------------------------------------------
+
+def test_repeated_styles_are_bounded(service):
+    style = service.styles.names()[0]
+    e = refused(service, {**BASE, "styles": [style] * 12_000})
+    assert e.field == "styles" and "12000" in str(e)
+
+
+@pytest.mark.parametrize("name", sorted(k for k in LIST_BOUNDS if "." not in k))
+def test_every_list_field_has_a_bound(service, name):
+    n = LIST_BOUNDS[name] + 1
+    value = {f"k{i}": i for i in range(n)} if name in ("alwayson_scripts", "override_settings") else [None] * n
+    e = refused(service, {**BASE, name: value}, "img2img" if name == "init_images" else "txt2img")
+    assert e.field == name and str(LIST_BOUNDS[name]) in str(e)
+
+
+def test_nested_list_bounds_and_depth(service):
+    e = refused(service, {**BASE, "alwayson_scripts": {"controlnet": {"args": [{}] * 65}}})
+    assert e.field == "alwayson_scripts" and "alwayson_scripts.controlnet.args" in str(e)
+    deep: list = []
+    for _ in range(40):
+        deep = [deep]
+    assert refused(service, {**BASE, "whatever": deep}).field == "whatever"
+
+
+def test_styles_that_are_not_a_list(service):
+    for bad in (5, {"a": 1}, [5], ["x" * 1000]):
+        assert refused(service, {**BASE, "styles": bad}).field == "styles"

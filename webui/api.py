@@ -35,6 +35,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
+from .api_edge import CheckedRoute
 from .errors import UserError
 from .image_meta import png_bytes_with_infotext
 from .images import decode_base64_bytes, decode_base64_image, to_mask, to_rgb
@@ -285,7 +286,7 @@ def build_router(service) -> APIRouter:
             return f"api:{cred.username}"
         return f"api:{request.client.host if request.client else 'local'}"
 
-    router = APIRouter(prefix=API_PREFIX, tags=["sdapi"], dependencies=[Depends(caller)])
+    router = APIRouter(prefix=API_PREFIX, tags=["sdapi"], dependencies=[Depends(caller)], route_class=CheckedRoute)
 
     def check_checkpoint(name: str | None) -> None:
         if name is None:

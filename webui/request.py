@@ -16,7 +16,7 @@ from PIL import Image
 from .errors import UserError
 from .samplers import SCHEDULE_TYPES, resolve_sampler
 from .settings import Limits
-from .validate import number, shown
+from .validate import check_fields, number, shown
 from .detailer import face_fields_from_alwayson
 from .faces import ORDERS as FACE_ORDERS
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
@@ -240,6 +240,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     """
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
+    check_fields(fields)  # text, finite numbers, list bounds: for every field, known or not
     sampler, schedule_from_name = resolve_sampler(_as_str(fields, "sampler_name", "DPM++ 2M", 100) or "DPM++ 2M")
     scheduler = _as_str(fields, "scheduler", "", 100) or schedule_from_name
     match = [s for s in SCHEDULE_TYPES if s.lower() == scheduler.lower()]
@@ -249,7 +250,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     styles = fields.get("styles") or ()
     if isinstance(styles, str):
         styles = (styles,)
-    if not all(isinstance(s, str) for s in styles):
+    if not isinstance(styles, (list, tuple)) or not all(isinstance(s, str) and len(s) <= 300 for s in styles):
         raise UserError("styles must be a list of style names", field="styles")
     lim = limits
     width = _size(fields, "width", 512, lim.max_width)
@@ -258,8 +259,11 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         raise UserError(f"{width}x{height} is {width * height} pixels; the limit is {lim.max_pixels}. "
                         "Lower width or height (use hires fix to go larger).", field="width")
     batch_size = _as_int(fields, "batch_size", 1, 1, lim.max_batch_size)
-    ckpt = fields.get("sd_model_checkpoint") or (fields.get("override_settings") or {}).get("sd_model_checkpoint")
-    if ckpt is not None and not isinstance(ckpt, str):
+    over = fields.get("override_settings") or {}
+    if not isinstance(over, dict):
+        raise UserError("override_settings must be an object of setting names and values", field="override_settings")
+    ckpt = fields.get("sd_model_checkpoint") or over.get("sd_model_checkpoint")
+    if ckpt is not None and (not isinstance(ckpt, str) or len(ckpt) > 300):
         raise UserError("sd_model_checkpoint must be a checkpoint title or name", field="sd_model_checkpoint")
     fields = {**face_fields_from_alwayson(fields.get("alwayson_scripts")), **fields}
     units = fields.get("controlnet_units")
@@ -268,6 +272,8 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     extra = fields.get("extra_params") or ()
     if isinstance(extra, dict):
         extra = tuple(extra.items())
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in extra):
+        raise UserError("extra_params must be infotext keys and values", field="extra_params")
     req = GenerationRequest(
         task=task,
         prompt=_as_str(fields, "prompt", "", lim.max_prompt_chars),

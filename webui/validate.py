@@ -1,16 +1,22 @@
-"""Checks at the request edge, shared by every reader of user input (build_request, the
-ControlNet / IP-Adapter / extras parsers): number() is the one numeric coercion (no
-OverflowError, NaN or infinity gets through); shown() keeps a bad value in a message short
-and printable. Every problem is a UserError naming the field.
+"""Checks at the request edge, shared by every reader of user input (build_request,
+Service.prepare, the REST routes, the ControlNet / IP-Adapter / extras parsers):
+
+- number(): the one numeric coercion (no OverflowError, NaN or infinity gets through);
+- check_fields() / check_value(): every value of a request, known field or not, is valid
+  text, a finite number that fits in 64 bits, and lists are within their declared bounds.
+
+Every problem is a UserError naming the field; shown() keeps a bad value in a message short
+and printable.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 from .errors import UserError
 
-__all__ = ["number", "shown"]
+__all__ = ["LIST_BOUNDS", "check_fields", "check_value", "number", "shown", "text_problem"]
 
 
 def shown(value, width: int = 60) -> str:
@@ -68,3 +74,97 @@ def number(value, what: str, field: str | None, lo=None, hi=None, integer: bool 
     if (lo is not None and f < lo) or (hi is not None and f > hi):
         raise UserError(f"{what} must be {kind}{bounds}, got {shown(value)}", field=field)
     return int(f) if integer else f
+
+
+# ---- every value of a request: valid text, finite numbers, bounded lists ---------------------
+
+# Most items in a list (or keys in an object) per field; a name with "*" stands for any key.
+# Fields not named here (unknown ones are ignored, but echoed by the API) get MAX_ITEMS.
+LIST_BOUNDS = {
+    "styles": 32,
+    "init_images": 16,           # only the first is used; A1111 clients may send one per image
+    "controlnet_units": 16,      # of which at most controlnet.MAX_UNITS are on
+    "ip_adapters": 8,            # of which at most ipadapter.MAX_ADAPTERS
+    "alwayson_scripts": 32,      # scripts
+    "alwayson_scripts.*": 64,    # one script's settings ...
+    "alwayson_scripts.*.args": 64,  # ... or args (ControlNet units, ADetailer tabs)
+    "override_settings": 64,
+    "extra_params": 64,
+}
+MAX_ITEMS = 256
+MAX_DEPTH = 32
+# Not valid Unicode text: lone UTF-16 surrogates (a JSON "\ud800" decodes to one); and NUL,
+# which C libraries (tokenizers, PNG text chunks) read as the end of the text.
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` is not acceptable text, or None."""
+    if text.isascii() and "\x00" not in text:  # the common case, e.g. base64 images: no regex scan
+        return None
+    m = _BAD_CHAR.search(text)
+    if m is None:
+        return None
+    where = f"at character {m.start() + 1}"
+    if m.group() == "\x00":
+        return f"contains a NUL character ({where}); remove it"
+    return (f"contains {m.group()!r}, half of a UTF-16 surrogate pair ({where}), which is not valid "
+            "Unicode text; send the whole character (UTF-8 encoded, or both halves of the \\u escape)")
+
+
+def _bound(names: list[str]) -> int:
+    for pattern, most in LIST_BOUNDS.items():
+        parts = pattern.split(".")
+        if len(parts) == len(names) and all(p in ("*", n) for p, n in zip(parts, names)):
+            return most
+    return MAX_ITEMS
+
+
+def check_value(value, field: str, path: str | None = None) -> None:
+    """Walk ``value`` (a request field, or a whole JSON body with ``field`` "body"): every
+    string and object key must be valid text, every float finite, every int within 64 bits,
+    every list or object within its bound (LIST_BOUNDS), nesting at most MAX_DEPTH deep.
+    Raises UserError naming ``field``; the message gives the place inside it
+    (``alwayson_scripts.controlnet.args[0].model``). Other objects (images, arrays) are left
+    to the field's own parser."""
+    stack = [(value, path or field, [] if field == "body" else [field], 0)]
+    while stack:
+        v, where, names, depth = stack.pop()
+        if isinstance(v, str):
+            problem = text_problem(v)
+            if problem:
+                raise UserError(f"{where} {problem}", field=field)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise UserError(f"{where} must be a finite number, got {v}", field=field)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -2**63 <= v < 2**64:  # what a JSON answer (orjson) can carry back
+                raise UserError(f"{where} is {shown(v)}; whole numbers must fit in 64 bits", field=field)
+        elif isinstance(v, (dict, list, tuple)):
+            if depth >= MAX_DEPTH:
+                raise UserError(f"{where} is nested more than {MAX_DEPTH} levels deep", field=field)
+            most = _bound(names)
+            if len(v) > most:
+                what = "keys" if isinstance(v, dict) else "items"
+                raise UserError(f"{where} has {len(v)} {what}; at most {most} are allowed", field=field)
+            if isinstance(v, dict):
+                for k, item in v.items():
+                    key = k if isinstance(k, str) else str(k)
+                    problem = text_problem(key)
+                    if problem:
+                        raise UserError(f"a key in {where} {problem}", field=field)
+                    shown_key = key if len(key) <= 40 else key[:40] + "..."
+                    stack.append((item, f"{where}.{shown_key}", names + [key], depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", names, depth + 1) for i, item in enumerate(v))
+
+
+def check_fields(fields: dict) -> None:
+    """check_value for each field of a request; a key that is not valid text is refused too."""
+    for name, value in fields.items():
+        if not isinstance(name, str):
+            raise UserError(f"field names must be text, got {shown(name)}", field=shown(name))
+        problem = text_problem(name)
+        if problem:
+            raise UserError(f"a field name {problem}", field=ascii(name))
+        check_value(value, name if name.strip() else repr(name))
