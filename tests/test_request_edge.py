@@ -200,3 +200,38 @@ def test_nested_list_bounds_and_depth(service):
 def test_styles_that_are_not_a_list(service):
     for bad in (5, {"a": 1}, [5], ["x" * 1000]):
         assert refused(service, {**BASE, "styles": bad}).field == "styles"
+
+
+# ---- item 3: the prompt limit holds for what the model reads -----------------------------------
+
+def test_a_style_chosen_twice_is_applied_once(service):
+    style = service.styles.get("Gongbi")
+    once, _ = service.prepare({**BASE, "styles": ["Gongbi"]})
+    twice, _ = service.prepare({**BASE, "styles": ["Gongbi", "Gongbi", "gongbi", style.name_zh]})
+    assert twice.prompt == once.prompt and twice.negative_prompt == once.negative_prompt
+    assert twice.styles == ("Gongbi", "gongbi", style.name_zh)  # exact repeats dropped at the edge
+
+
+def test_prompt_limit_applies_after_styles(service):
+    svc = limited(service, max_prompt_chars=300)
+    svc.prepare({**BASE, "prompt": "x" * 200})  # typed: within the limit
+    e = refused(svc, {**BASE, "prompt": "x" * 200, "styles": ["Gongbi"]})
+    assert e.field == "prompt" and "styles" in str(e) and "300" in str(e)
+    e = refused(svc, {**BASE, "prompt": "x", "negative_prompt": "y" * 250, "styles": ["Gongbi"]})
+    assert e.field == "negative_prompt"
+
+
+def test_prompt_limit_applies_after_translation_and_preset(service):
+    svc = limited(service, max_prompt_chars=300)
+    e = refused(svc, {**BASE, "prompt": "画", "translated_prompt": "z" * 500, "translated_from": "画"})
+    assert e.field == "prompt"
+    e = refused(svc, {**BASE, "prompt": "x" * 200, "preset": "Studio Portrait", "styles": []})
+    assert e.field == "prompt"
+
+
+def test_face_prompt_limit_counts_each_prompt_placeholder(service):
+    e = refused(service, {**BASE, "prompt": "x" * 9_000, "face_detail": True,
+                          "face_detail_prompt": "[PROMPT] " * 1_000})
+    assert e.field == "face_detail_prompt" and "[PROMPT]" in str(e)
+    # Per face: [SEP] parts are separate prompts.
+    service.prepare({**BASE, "prompt": "x" * 4_000, "face_detail": True, "face_detail_prompt": "[PROMPT][SEP][PROMPT]"})

@@ -252,6 +252,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         styles = (styles,)
     if not isinstance(styles, (list, tuple)) or not all(isinstance(s, str) and len(s) <= 300 for s in styles):
         raise UserError("styles must be a list of style names", field="styles")
+    styles = tuple(dict.fromkeys(styles))  # a style chosen twice would only repeat its text
     lim = limits
     width = _size(fields, "width", 512, lim.max_width)
     height = _size(fields, "height", 512, lim.max_height)

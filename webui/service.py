@@ -26,7 +26,7 @@ from .settings import Settings
 from .spaces import gpu
 from .styles import StyleLibrary, load_style_library
 from .translate import GlossaryTranslator, Translator, make_translator, translate_prompt
-from .validate import check_fields
+from .validate import check_fields, check_prompt_lengths
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class Service:
                              translated_negative_prompt=override_neg if isinstance(override_neg, str) else None)
         req = replace(req, prompt=exp.prompt, negative_prompt=exp.negative_prompt,
                       extra_params=tuple(exp.infotext_params) + req.extra_params)
+        check_prompt_lengths(req, self.settings.limits.max_prompt_chars)
         return req, exp.notes
 
     def preset(self, name: str | None) -> Preset | None:
