@@ -17,6 +17,7 @@ from PIL import Image
 
 from webui import extras
 from webui.errors import UserError
+from webui.prompt_parser import MAX_WEIGHT, parse_prompt
 from webui.request import build_request
 from webui.service import Service
 from webui.settings import Limits, Settings
@@ -235,3 +236,53 @@ def test_face_prompt_limit_counts_each_prompt_placeholder(service):
     assert e.field == "face_detail_prompt" and "[PROMPT]" in str(e)
     # Per face: [SEP] parts are separate prompts.
     service.prepare({**BASE, "prompt": "x" * 4_000, "face_detail": True, "face_detail_prompt": "[PROMPT][SEP][PROMPT]"})
+
+
+# ---- item 12: prompt weights -------------------------------------------------------------------
+
+@pytest.mark.parametrize("prompt", [
+    "(word:" + "9" * 400 + ")",             # parses to inf
+    "(word:-" + "9" * 400 + ")",
+    "(" * 4_000 + "word" + ")" * 4_000,       # 1.1 ** 4000 overflows
+    "((word:0):" + "9" * 400 + ")",          # 0 x inf
+    "((word:" + "9" * 400 + "):0.5)",
+])
+def test_weights_are_clamped_with_a_warning(prompt):
+    parsed = parse_prompt(prompt)
+    (text, weight), = [s for s in parsed.segments if s[0].strip()]
+    assert text == "word" and abs(weight) <= MAX_WEIGHT and weight == weight
+    assert any("limited to" in w for w in parsed.warnings)
+
+
+def test_lora_weight_is_clamped_with_a_warning():
+    parsed = parse_prompt("<lora:x:" + "9" * 400 + "> <lora:y:-" + "9" * 400 + "> <lora:z:0.5>")
+    assert parsed.loras == [("x", MAX_WEIGHT), ("y", -MAX_WEIGHT), ("z", 0.5)]
+    assert sum("LoRA tag" in w for w in parsed.warnings) == 2
+
+
+def test_sane_weights_are_untouched():
+    parsed = parse_prompt("(a:1.5) ((b)) [c] (d:-1) (e:10)")
+    assert parsed.warnings == []
+    assert [w for _, w in parsed.segments if _.strip()] == pytest.approx([1.5, 1.21, 1 / 1.1, -1.0, 10.0])
+
+
+def test_mean_restoration_cannot_overflow_half_precision():
+    import torch
+
+    from webui.prompt_encoder import _emphasis
+
+    z = torch.ones(77, 8, dtype=torch.float16)
+    # Within the parser's bounds, but the weighted mean is almost 0: rescaling it back to the
+    # original mean would multiply by ~77,000 and overflow float16.
+    weights = (10.0,) * 38 + (-10.0,) * 38 + (1e-3,)
+    out = _emphasis(z, weights)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, (z.float() * torch.tensor(weights)[:, None]).half())  # weighted, not rescaled
+
+
+def test_overflowing_weight_gives_a_picture_and_a_warning(service):
+    req, _ = service.prepare({**BASE, "prompt": "(sailor:" + "9" * 400 + ") " + "(" * 2_000 + "hat" + ")" * 2_000})
+    result = service.generate(req)
+    assert any("limited to" in w for w in result.warnings)
+    pixels = np.asarray(result.images[0])
+    assert pixels.std() > 0  # not a flat (black) image from NaN embeddings
