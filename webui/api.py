@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from . import __version__
 from .api_access import StatusError, caller_dependency, until_disconnect, user_errors
 from .api_access import find_job as find_job_for
+from .api_edge import CheckedRoute
 from .errors import UserError
 from .image_meta import png_bytes_with_infotext
 from .images import decode_base64_bytes, decode_base64_image, to_mask, to_rgb
@@ -244,7 +245,7 @@ def build_router(service) -> APIRouter:
     settings = service.settings
     caller = caller_dependency(settings)
 
-    router = APIRouter(prefix=API_PREFIX, tags=["sdapi"], dependencies=[Depends(caller)])
+    router = APIRouter(prefix=API_PREFIX, tags=["sdapi"], dependencies=[Depends(caller)], route_class=CheckedRoute)
 
     def check_checkpoint(name: str | None) -> None:
         if name is None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,8 @@ from . import annotators, model_files
 from .errors import UserError
 from .images import decode_base64_image
 from .infotext import numbered_entries
+from .settings import Limits
+from .validate import number, shown
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,7 @@ def _num(d: dict, key: str, default, lo, hi, n: int, integer=False):
     v = d.get(key, default)
     if v is None or v == "":
         return default
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"ControlNet unit {n}: {key} must be a number, got {v!r}", field=FIELD) from None
-    if isinstance(v, bool) or not math.isfinite(f) or not lo <= f <= hi or (integer and f != int(f)):
-        raise UserError(f"ControlNet unit {n}: {key} must be between {lo} and {hi}, got {v!r}", field=FIELD)
-    return int(f) if integer else f
+    return number(v, f"ControlNet unit {n}: {key}", FIELD, lo, hi, integer)
 
 
 def _unset(d: dict, key: str, default, lo, hi, n: int, integer=False):
@@ -110,7 +105,7 @@ def _option(d: dict, key: str, default: int, options, n: int, aliases=None) -> i
                 return i
         if aliases and low in aliases:
             return aliases[low]
-        raise UserError(f"ControlNet unit {n}: {key} must be one of {', '.join(options)}; got {v!r}", field=FIELD)
+        raise UserError(f"ControlNet unit {n}: {key} must be one of {', '.join(options)}; got {shown(v)}", field=FIELD)
     return int(_num({key: v}, key, default, 0, len(options) - 1, n, integer=True))
 
 
@@ -125,7 +120,7 @@ def module_kind(module: str) -> str:
     return "annotator"
 
 
-def _image(v, n: int) -> Image.Image | None:
+def _image(v, n: int, limits: Limits | None) -> Image.Image | None:
     if isinstance(v, dict):  # A1111 UI sends {"image": ..., "mask": ...}
         v = v.get("image")
     if v is None or v == "":
@@ -135,12 +130,17 @@ def _image(v, n: int) -> Image.Image | None:
     if isinstance(v, np.ndarray):
         return Image.fromarray(v.astype(np.uint8))
     if isinstance(v, str):
-        return decode_base64_image(v, field=f"ControlNet unit {n} image")
+        try:
+            return decode_base64_image(v, f"ControlNet unit {n} image", limits)
+        except UserError as e:  # the message names the unit; the field is the request's
+            raise UserError(str(e), field=FIELD) from None
     raise UserError(f"ControlNet unit {n}: image must be an image or base64 text", field=FIELD)
 
 
-def parse_units(raw, max_upload_pixels: int | None = None) -> tuple[ControlUnit, ...]:
-    """UI or A1111 API unit dicts -> validated units; disabled or empty units are dropped."""
+def parse_units(raw, limits: Limits | None = None) -> tuple[ControlUnit, ...]:
+    """UI or A1111 API unit dicts -> validated units; disabled or empty units are dropped.
+    Control images are held to the upload limits (bytes before decoding, then pixels)."""
+    max_upload_pixels = limits.max_upload_pixels if limits else None
     if raw is None:
         return ()
     if isinstance(raw, dict):
@@ -156,7 +156,7 @@ def parse_units(raw, max_upload_pixels: int | None = None) -> tuple[ControlUnit,
             raise UserError(f"ControlNet unit {n}: expected an object of unit settings", field=FIELD)
         if not d.get("enabled", True) or d.get("enabled") in ("false", "False", 0):
             continue
-        image = _image(d.get("image", d.get("input_image")), n)
+        image = _image(d.get("image", d.get("input_image")), n, limits)
         pose = d.get("pose") or ""
         if not isinstance(pose, str):
             raise UserError(f"ControlNet unit {n}: pose must be a pose name", field=FIELD)

@@ -22,10 +22,12 @@ from .images import to_rgb
 from .infotext import build_infotext, parse_infotext
 from .outputs import save_numbered
 from .upscalers import check_pixel_limit, is_latent_upscaler, scaled_size
+from .validate import number
 
 log = logging.getLogger(__name__)
 
 EXTRAS_SUBDIR = "extras-images"
+MAX_SCALE = 8  # the Extras slider's largest factor
 
 
 @dataclass
@@ -84,8 +86,12 @@ def upscale(service, image: Image.Image | None, upscaler: str, scale: float = 2.
         raise UserError(f"{upscaler} works on latents inside hires fix only; choose Lanczos or an ESRGAN model",
                         field="upscaler_1")
     img, source_info = _source(image)
+    most = service.settings.limits.max_upload_pixels  # the result's pixel limit bounds each side too
+    scale = 0 if scale in (None, "") else number(scale, "upscaling_resize", "upscaling_resize", 0, MAX_SCALE)
+    width = number(width or 0, "upscaling_resize_w", "upscaling_resize_w", 0, most, integer=True)
+    height = number(height or 0, "upscaling_resize_h", "upscaling_resize_h", 0, most, integer=True)
     size = target_size(img.size, scale, width, height)
-    check_pixel_limit(*size, service.settings.limits.max_upload_pixels, "upscaled image")
+    check_pixel_limit(*size, most, "upscaled image")
     job = service.jobs.new(owner)
     try:
         out = service.queue.call(lambda: service.manager.upscale_image(img, upscaler, size), job)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,8 @@ from . import model_files
 from .errors import UserError
 from .images import decode_base64_image
 from .infotext import numbered_entries
+from .settings import Limits
+from .validate import number
 
 FIELD = "ip_adapters"
 MAX_ADAPTERS = 3
@@ -69,7 +70,9 @@ def adapters_from_infotext(params: dict) -> list[dict]:
     return found
 
 
-def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapterRef, ...]:
+def parse_adapters(raw, limits: Limits | None = None) -> tuple[IPAdapterRef, ...]:
+    """UI or API entries -> validated references; images are held to the upload limits."""
+    max_upload_pixels = limits.max_upload_pixels if limits else None
     if not raw:
         return ()
     if isinstance(raw, dict):
@@ -89,7 +92,10 @@ def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapter
         if not isinstance(model, str) or not model.strip():
             raise UserError(f"IP-Adapter {n}: choose an IP-Adapter model", field=FIELD)
         if isinstance(image, str):
-            image = decode_base64_image(image, field=f"IP-Adapter {n} image")
+            try:
+                image = decode_base64_image(image, f"IP-Adapter {n} image", limits)
+            except UserError as e:  # the message names the entry; the field is the request's
+                raise UserError(str(e), field=FIELD) from None
         elif isinstance(image, np.ndarray):
             image = Image.fromarray(image.astype(np.uint8))
         if not isinstance(image, Image.Image):
@@ -97,13 +103,8 @@ def parse_adapters(raw, max_upload_pixels: int | None = None) -> tuple[IPAdapter
         if max_upload_pixels and image.width * image.height > max_upload_pixels:
             raise UserError(f"IP-Adapter {n}: the reference image is {image.width}x{image.height}; the limit is "
                             f"{max_upload_pixels} pixels", field=FIELD)
-        w = d.get("weight", 1.0)
-        try:
-            w = float(w)
-        except (TypeError, ValueError):
-            w = math.nan
-        if isinstance(d.get("weight"), bool) or not 0.0 <= w <= 2.0:
-            raise UserError(f"IP-Adapter {n}: weight must be between 0 and 2, got {d.get('weight')!r}", field=FIELD)
+        w = d.get("weight")
+        w = 1.0 if w is None or w == "" else number(w, f"IP-Adapter {n}: weight", FIELD, 0.0, 2.0)
         out.append(IPAdapterRef(model.strip(), image, w))
     if len(out) > MAX_ADAPTERS:
         raise UserError(f"at most {MAX_ADAPTERS} IP-Adapters at once; got {len(out)}", field=FIELD)

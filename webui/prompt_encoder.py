@@ -364,9 +364,9 @@ def _emphasis(z: torch.Tensor, weights: tuple[float, ...]) -> torch.Tensor:
     mean_before = zf.mean()
     zf = zf * w[:, None]
     mean_after = zf.mean()
-    if mean_after != 0:
-        zf = zf * (mean_before / mean_after)
-    return zf.to(z.dtype)
+    restored = zf * (mean_before / mean_after)
+    # Mixed-sign weights can bring the mean near 0: restoring it would overflow (a black image).
+    return (restored if torch.isfinite(restored.to(z.dtype)).all() else zf).to(z.dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,11 +27,13 @@ LoRA tags are removed from the text and returned in order::
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 __all__ = [
     "BREAK",
+    "MAX_WEIGHT",
     "ParsedPrompt",
     "ROUND_MULTIPLIER",
     "SQUARE_MULTIPLIER",
@@ -42,6 +44,10 @@ __all__ = [
 ]
 
 ROUND_MULTIPLIER = 1.1
+#: Largest emphasis (and LoRA) weight, either sign. A1111 puts no bound on them; past a few the
+#: picture is already noise, and a huge one overflows the half-precision embeddings (inf/NaN,
+#: a black image).
+MAX_WEIGHT = 10.0
 SQUARE_MULTIPLIER = 1 / 1.1
 
 #: The marker segment a standalone ``BREAK`` turns into.
@@ -122,6 +128,10 @@ def extract_loras(text: str) -> tuple[str, list[tuple[str, float]], list[str]]:
             value = _parse_float(fields[1])
             if value is None:
                 warnings.append(f"LoRA tag '{tag}': weight '{fields[1].strip()}' is not a number; using 1.0.")
+            elif not -MAX_WEIGHT <= value <= MAX_WEIGHT:
+                weight = math.copysign(MAX_WEIGHT, value)
+                warnings.append(f"LoRA tag '{_snippet(tag, 0, 40)}': the weight is beyond {MAX_WEIGHT:g}, which "
+                                f"would turn the picture to noise or black; using {weight:g}.")
             else:
                 weight = value
         if len(fields) > 2:
@@ -183,10 +193,17 @@ def _parse_attention(text: str, where=None) -> tuple[list[Segment], list[str]]:
             if part:
                 res.append([part, 1.0])
 
+    clamped: list[str] = []  # text whose weight went past MAX_WEIGHT
+
     def multiply(start: int, factor: float) -> None:
         for item in res[start:]:
             if item[1] != BREAK[1] or item[0] != BREAK[0]:
-                item[1] *= factor
+                weight = item[1] * factor
+                if not -MAX_WEIGHT <= weight <= MAX_WEIGHT:  # also inf (a 400-digit weight), NaN (0 x inf)
+                    weight = 0.0 if math.isnan(weight) else math.copysign(MAX_WEIGHT, weight)
+                    if item[0].strip() and len(clamped) < 3 and item[0].strip() not in clamped:
+                        clamped.append(item[0].strip())
+                item[1] = weight
 
     for m in _SCAN_RE.finditer(text):
         pos = m.start()
@@ -260,6 +277,12 @@ def _parse_attention(text: str, where=None) -> tuple[list[Segment], list[str]]:
             f"everything after it is de-emphasized; add ']' or write '\\[' for a literal bracket."
         )
 
+    if clamped:
+        warnings.append(
+            f"the emphasis of {', '.join(repr(_snippet(t, 0)) for t in clamped)} went past "
+            f"{MAX_WEIGHT:g} (weights multiply when brackets nest), which would wash the picture "
+            f"out or turn it black; it was limited to {MAX_WEIGHT:g} (or -{MAX_WEIGHT:g})."
+        )
     merged: list[Segment] = []
     for piece, weight in res:
         seg = (piece, weight)

@@ -92,7 +92,9 @@ def expand_prompts(
 ) -> ExpandedPrompts:
     """Expand one request's prompts. Unknown style names raise UserError (from the library)."""
     notes: list[str] = []
-    chosen = library.resolve(styles)  # fail before any work on a typo
+    # Fail before any work on a typo. A style named twice (or by its English and Chinese
+    # names) is applied once: applying it again would only repeat its text.
+    chosen = list({s.name: s for s in library.resolve(styles)}.values())
     pos = _english(prompt, translator, translated_prompt, notes)
     neg = _english(negative_prompt, translator, translated_negative_prompt, notes)
     # A prompt that already carries the template and styles (replayed from an infotext) is kept.

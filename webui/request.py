@@ -7,7 +7,6 @@ Field names are the A1111 API names so a request can be echoed back as `paramete
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from PIL import Image
 from .errors import UserError
 from .samplers import SCHEDULE_TYPES, resolve_sampler
 from .settings import Limits
+from .validate import check_fields, number, shown
 from .detailer import face_fields_from_alwayson
 from .faces import ORDERS as FACE_ORDERS
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
@@ -130,33 +130,14 @@ def _as_int(fields: dict, name: str, default: int, lo: int | None = None, hi: in
     v = fields.get(name, default)
     if v is None or v == "":
         return default
-    if isinstance(v, bool):
-        raise UserError(f"{name} must be a whole number, got {v!r}", field=name)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a whole number, got {v!r}", field=name) from None
-    if not math.isfinite(f) or f != int(f):
-        raise UserError(f"{name} must be a whole number, got {v!r}", field=name)
-    i = int(f)
-    if (lo is not None and i < lo) or (hi is not None and i > hi):
-        raise UserError(f"{name} must be between {lo} and {hi}, got {i}", field=name)
-    return i
+    return number(v, name, name, lo, hi, integer=True)
 
 
 def _as_float(fields: dict, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
     v = fields.get(name, default)
     if v is None or v == "":
         return default
-    if isinstance(v, bool):
-        raise UserError(f"{name} must be a number, got {v!r}", field=name)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, got {v!r}", field=name) from None
-    if not math.isfinite(f) or (lo is not None and f < lo) or (hi is not None and f > hi):
-        raise UserError(f"{name} must be between {lo} and {hi}, got {v!r}", field=name)
-    return f
+    return number(v, name, name, lo, hi)
 
 
 def _as_bool(fields: dict, name: str, default: bool) -> bool:
@@ -169,7 +150,7 @@ def _as_bool(fields: dict, name: str, default: bool) -> bool:
         return v.lower() in ("true", "1", "yes")
     if v is None:
         return default
-    raise UserError(f"{name} must be true or false, got {v!r}", field=name)
+    raise UserError(f"{name} must be true or false, got {shown(v)}", field=name)
 
 
 def _as_str(fields: dict, name: str, default: str, max_len: int) -> str:
@@ -200,7 +181,7 @@ def _choice(fields: dict, name: str, default, options) -> Any:
         for i, o in enumerate(options):
             if v.lower() == o.lower():
                 return i
-        raise UserError(f"{name} must be one of {', '.join(options)}; got {v!r}", field=name)
+        raise UserError(f"{name} must be one of {', '.join(options)}; got {shown(v)}", field=name)
     return _as_int({name: v}, name, default, 0, len(options) - 1)
 
 
@@ -259,6 +240,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     """
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
+    check_fields(fields)  # text, finite numbers, list bounds: for every field, known or not
     sampler, schedule_from_name = resolve_sampler(_as_str(fields, "sampler_name", "DPM++ 2M", 100) or "DPM++ 2M")
     scheduler = _as_str(fields, "scheduler", "", 100) or schedule_from_name
     match = [s for s in SCHEDULE_TYPES if s.lower() == scheduler.lower()]
@@ -268,8 +250,9 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     styles = fields.get("styles") or ()
     if isinstance(styles, str):
         styles = (styles,)
-    if not all(isinstance(s, str) for s in styles):
+    if not isinstance(styles, (list, tuple)) or not all(isinstance(s, str) and len(s) <= 300 for s in styles):
         raise UserError("styles must be a list of style names", field="styles")
+    styles = tuple(dict.fromkeys(styles))  # a style chosen twice would only repeat its text
     lim = limits
     width = _size(fields, "width", 512, lim.max_width)
     height = _size(fields, "height", 512, lim.max_height)
@@ -277,8 +260,11 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         raise UserError(f"{width}x{height} is {width * height} pixels; the limit is {lim.max_pixels}. "
                         "Lower width or height (use hires fix to go larger).", field="width")
     batch_size = _as_int(fields, "batch_size", 1, 1, lim.max_batch_size)
-    ckpt = fields.get("sd_model_checkpoint") or (fields.get("override_settings") or {}).get("sd_model_checkpoint")
-    if ckpt is not None and not isinstance(ckpt, str):
+    over = fields.get("override_settings") or {}
+    if not isinstance(over, dict):
+        raise UserError("override_settings must be an object of setting names and values", field="override_settings")
+    ckpt = fields.get("sd_model_checkpoint") or over.get("sd_model_checkpoint")
+    if ckpt is not None and (not isinstance(ckpt, str) or len(ckpt) > 300):
         raise UserError("sd_model_checkpoint must be a checkpoint title or name", field="sd_model_checkpoint")
     fields = {**face_fields_from_alwayson(fields.get("alwayson_scripts")), **fields}
     units = fields.get("controlnet_units")
@@ -287,6 +273,8 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     extra = fields.get("extra_params") or ()
     if isinstance(extra, dict):
         extra = tuple(extra.items())
+    if not isinstance(extra, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in extra):
+        raise UserError("extra_params must be infotext keys and values", field="extra_params")
     req = GenerationRequest(
         task=task,
         prompt=_as_str(fields, "prompt", "", lim.max_prompt_chars),
@@ -340,8 +328,8 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_order=_face_order(fields),
         face_detail_width=_face_size(fields, "face_detail_width", lim.max_width),
         face_detail_height=_face_size(fields, "face_detail_height", lim.max_height),
-        controlnet_units=parse_units(units, lim.max_upload_pixels),
-        ip_adapters=parse_adapters(fields.get("ip_adapters"), lim.max_upload_pixels),
+        controlnet_units=parse_units(units, lim),
+        ip_adapters=parse_adapters(fields.get("ip_adapters"), lim),
         save_images=_as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )

@@ -28,8 +28,12 @@ from .settings import Settings
 from .spaces import gpu
 from .styles import StyleLibrary, load_style_library
 from .translate import GlossaryTranslator, Translator, make_translator, translate_prompt
+from .validate import check_fields, check_prompt_lengths
 
 log = logging.getLogger(__name__)
+
+# Fields Service.prepare reads itself (build_request never sees them).
+_OWN_FIELDS = ("preset", "translated_prompt", "translated_negative_prompt", "translated_from")
 
 DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloured noise. It is here "
                "to try the interface. Put a real checkpoint in models/Stable-diffusion (or start with "
@@ -119,6 +123,7 @@ class Service:
         for the artist (translation problems).
         """
         fields = dict(fields)
+        check_fields({k: fields[k] for k in _OWN_FIELDS if k in fields})  # build_request checks the rest
         preset = self.preset(fields.pop("preset", None))
         override = fields.pop("translated_prompt", None)
         override_neg = fields.pop("translated_negative_prompt", None)
@@ -136,6 +141,7 @@ class Service:
                              translated_negative_prompt=override_neg if isinstance(override_neg, str) else None)
         req = replace(req, prompt=exp.prompt, negative_prompt=exp.negative_prompt,
                       extra_params=tuple(exp.infotext_params) + req.extra_params)
+        check_prompt_lengths(req, self.settings.limits.max_prompt_chars)
         # The one gate before the GPU queue (UI, REST, Extras' face pass): uploads x batch x
         # count must fit the server's memory budget.
         check_request(req, self.settings.limits.max_request_bytes)

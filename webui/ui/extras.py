@@ -80,9 +80,8 @@ def build(service, shared):
         """Upscale an image by a factor or to a size with Lanczos, Nearest or an ESRGAN model."""
         try:
             to_size = resize_mode == "Scale to"
-            r = extras.upscale(service, _open(image, service.settings.limits), upscaler_1, float(upscaling_resize or 0),
-                               int(upscaling_resize_w or 0) if to_size else 0,
-                               int(upscaling_resize_h or 0) if to_size else 0,
+            r = extras.upscale(service, _open(image, service.settings.limits), upscaler_1, upscaling_resize,
+                               upscaling_resize_w if to_size else 0, upscaling_resize_h if to_size else 0,
                                owner=caller_of(service, request))
         except UserError as e:
             raise gr.Error(str(e)) from None
