@@ -67,18 +67,20 @@ def test_the_limit_is_a_flag_and_an_environment_variable(monkeypatch):
 
 def test_service_refuses_a_big_inpaint_at_batch_8_saying_how_big_and_what_to_lower(service):
     img, mask = big_upload()
-    # 8 results of 4096x4096 alone hold 384 MiB; the whole request is estimated at about 0.9 GiB.
+    # The probe's request: 8 results of 4096x4096, estimated at 1.1 GiB (measured: +1.05 GiB).
     with pytest.raises(UserError) as e:
-        with_limit(service, 256 << 20).request({**SMALL, "width": 512, "height": 512, "init_image": img,
-                                                "mask": mask, "batch_size": 8}, "inpaint")
-    msg = str(e.value)
-    assert e.value.field == "init_images"
-    assert "904 MiB" in msg and "256 MiB" in msg and "--max-request-bytes" in msg
-    assert "8 images of 4096x4096" in msg and "smaller input image" in msg
-    with pytest.raises(UserError) as e:   # twice as many images: over the default 1 GiB
         service.request({**SMALL, "width": 512, "height": 512, "init_image": img, "mask": mask,
-                         "batch_size": 8, "n_iter": 2}, "inpaint")
-    assert e.value.field == "n_iter" and "1.0 GiB" in str(e.value)
+                         "batch_size": 8}, "inpaint")
+    msg = str(e.value)
+    assert e.value.field == "batch_size"
+    assert "1.1 GiB" in msg and "1.0 GiB" in msg and "--max-request-bytes" in msg
+    assert "8 images of 4096x4096" in msg and "at most 6 images of this size fit" in msg
+    assert service.request({**SMALL, "width": 512, "height": 512, "init_image": img, "mask": mask,
+                            "batch_size": 6}, "inpaint").batch_size == 6
+    with pytest.raises(UserError) as e:   # even one such image is too much under a tight limit
+        with_limit(service, 256 << 20).request({**SMALL, "width": 512, "height": 512, "init_image": img,
+                                                "mask": mask}, "inpaint")
+    assert e.value.field == "init_images" and "smaller input image" in str(e.value)
 
 
 def test_the_field_named_is_the_one_that_gets_the_request_under_the_limit(service):
@@ -104,11 +106,10 @@ def test_rest_img2img_with_a_big_image_and_batch_8_is_refused_and_the_server_sti
     attach_api(app, service)
     client = TestClient(app)
     img, mask = big_upload()
-    body = {**SMALL, "width": 512, "height": 512, "batch_size": 8, "n_iter": 2, "init_images": [b64(img)],
-            "mask": b64(mask)}
+    body = {**SMALL, "width": 512, "height": 512, "batch_size": 8, "init_images": [b64(img)], "mask": b64(mask)}
     r = client.post("/sdapi/v1/img2img", json=body)
     assert 400 <= r.status_code < 500, r.text
-    assert r.json()["field"] == "n_iter" and "--max-request-bytes" in r.json()["detail"]
+    assert r.json()["field"] == "batch_size" and "--max-request-bytes" in r.json()["detail"]
     before = service.queue.batches_run
     ok = client.post("/sdapi/v1/img2img", json={**SMALL, "init_images": [b64(img.resize((64, 64)))]})
     assert ok.status_code == 200 and len(ok.json()["images"]) == 1
