@@ -334,9 +334,9 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )
     check_hires_request(req, lim.max_pixels)
-    if task != "txt2img":
-        if req.init_image is None:
-            raise UserError(f"{task} needs an input image", field="init_images")
+    if task != "txt2img" and req.init_image is None:
+        raise UserError(f"{task} needs an input image", field="init_images")
+    if req.init_image is not None:  # txt2img ignores one, but it is held (and budgeted) all the same
         check_upload(req.init_image, lim, "init_images")
     if req.mask is not None:
         check_upload(req.mask, lim, "mask")
