@@ -13,7 +13,7 @@ from .. import controlnet, ipadapter, poses
 from ..errors import UserError
 from ..i18n import t
 from ..request import controlnet as unit_options
-from .common import PRIVATE
+from .events import PRIVATE
 
 UNIT_FIELDS = ("enabled", "image", "pose", "module", "model", "weight", "guidance_start", "guidance_end",
                "control_mode", "resize_mode", "threshold_a", "threshold_b")
