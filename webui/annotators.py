@@ -31,6 +31,7 @@ from PIL import Image
 from .depth import DEPTH_FILE, MidasDepth, depth_map
 from . import model_files
 from .errors import UserError
+from .request.controlnet import ANNOTATOR_MODULES, annotator_module
 
 FIELD = "controlnet_units"
 SOURCE = "the lllyasviel/Annotators repository on Hugging Face"
@@ -268,17 +269,13 @@ MODELS = {
     "depth": (MidasDepth, DEPTH_FILE),
     "depth_midas": (MidasDepth, DEPTH_FILE),
 }
+assert set(MODELS) == set(ANNOTATOR_MODULES), "request.controlnet.ANNOTATOR_MODULES names these modules"
 
 
 def resolve(module: str) -> tuple[str, type, str]:
     """(canonical module, network class, file) for a module name, or a UserError saying why not."""
-    m = module.strip().lower()
-    if m.startswith("openpose"):
-        m = "openpose"
-    if m in MODELS:
-        return m, *MODELS[m]
-    raise UserError(f"the {module} preprocessor is not built in; use openpose, lineart, lineart_coarse or depth "
-                    "(MiDaS), or upload a ready map with preprocessor 'none'", field=FIELD)
+    m = annotator_module(module)
+    return m, *MODELS[m]
 
 
 def notes(module: str) -> list[str]:

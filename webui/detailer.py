@@ -11,7 +11,7 @@ exactly the input pixel. Faces are done one after another on the updated picture
 Prompts: the face prompt defaults to the main prompt; ``[SEP]`` separates one prompt per face
 (in face order; the last one repeats), and ``[PROMPT]`` inside it stands for the main prompt.
 
-The request fields are ``face_detail*`` (see request.py). Clients of the ADetailer extension's
+The request fields are ``face_detail*`` (see request/face.py). Clients of the ADetailer extension's
 API send ``alwayson_scripts: {"ADetailer": {"args": [...]}}`` with ``ad_*`` keys; the common
 ones are translated by :func:`face_fields_from_alwayson` (its detection models are not: any
 ``ad_model`` selects our default detector).
@@ -27,9 +27,8 @@ from PIL import Image
 
 from .faces import FaceBox, face_crop_region, make_detector, select_faces
 from .masks import feathered_mask, paste_crop
+from .request.face import PROMPT_TOKEN, SEP, face_fields_from_alwayson  # noqa: F401 - re-exported
 
-SEP = "[SEP]"
-PROMPT_TOKEN = "[PROMPT]"
 # The mask ellipse is the detector's box widened by this fraction on each side: detector
 # boxes are tight (brows to mouth) and the repainted area should reach forehead and jaw.
 MASK_GROW = 0.1
@@ -187,43 +186,3 @@ def engine_pass(engine, model, req, image: Image.Image, seed: int, job, warnings
             warnings.append(note)
     timings["face detail"] = timings.get("face detail", 0.0) + time.perf_counter() - t0
     return out.image, infotext_params(options, size, len(out.faces), req.prompt, req.negative_prompt)
-
-
-# ---- ADetailer API compatibility ---------------------------------------------------------------
-
-_AD_KEYS = {
-    "ad_prompt": "face_detail_prompt",
-    "ad_negative_prompt": "face_detail_negative_prompt",
-    "ad_confidence": "face_detail_confidence",
-    "ad_mask_k_largest": "face_detail_max_faces",
-    "ad_mask_blur": "face_detail_blur",
-    "ad_denoising_strength": "face_detail_denoising_strength",
-    "ad_inpaint_only_masked_padding": "face_detail_padding",
-}
-
-
-def face_fields_from_alwayson(alwayson) -> dict:
-    """Our face_detail fields from an A1111 ``alwayson_scripts`` dict carrying ADetailer args
-    (``{"ADetailer": {"args": [true, false, {"ad_model": ..., "ad_prompt": ...}]}}``; the
-    leading booleans are optional). Only the first ADetailer unit is used."""
-    if not isinstance(alwayson, dict):
-        return {}
-    script = next((v for k, v in alwayson.items() if isinstance(k, str) and k.lower() == "adetailer"), None)
-    args = script.get("args") if isinstance(script, dict) else None
-    if not isinstance(args, list) or not args:
-        return {}
-    if args[0] is False:
-        return {}
-    unit = next((a for a in args if isinstance(a, dict)), None)
-    if unit is None or str(unit.get("ad_model", "")).lower() == "none":
-        return {}
-    out = {"face_detail": True}
-    for key, name in _AD_KEYS.items():
-        if key in unit:
-            out[name] = unit[key]
-    if unit.get("ad_use_steps") and "ad_steps" in unit:
-        out["face_detail_steps"] = unit["ad_steps"]
-    if unit.get("ad_use_inpaint_width_height"):
-        out["face_detail_width"] = unit.get("ad_inpaint_width", 0)
-        out["face_detail_height"] = unit.get("ad_inpaint_height", 0)
-    return out

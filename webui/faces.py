@@ -30,6 +30,7 @@ from PIL import Image
 from webui import model_files
 from webui.errors import UserError
 from webui.masks import Region, expand_to_aspect
+from webui.request.face import ORDERS
 
 __all__ = [
     "FaceBox",
@@ -52,7 +53,6 @@ DEFAULT_DETECTOR = "haar"
 YUNET_GLOB = "face_detection_yunet_*.onnx"
 YUNET_URL_HINT = "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet"
 #: Orders accepted by :func:`select_faces`.
-ORDERS = ("largest", "left-to-right", "right-to-left", "top-to-bottom", "confidence")
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from . import controlnet, tasks
 from .errors import UserError
-from .upscalers import LATENT_UPSCALE_MODES, check_pixel_limit, get_upscaler, is_latent_upscaler
-
-SAME_SAMPLER = "Use same sampler"
-SAME_SCHEDULER = "Use same scheduler"
+from .request.hires import SAME_SAMPLER, SAME_SCHEDULER, check_request, target_size  # noqa: F401
+from .upscalers import LATENT_UPSCALE_MODES, get_upscaler, is_latent_upscaler
 
 # The VAE decodes/encodes in tiles when one call handles more than this many pixels (all
 # images of the batch together): 1.5 megapixels, e.g. one 1216x1216 image or two 864x864.
@@ -35,49 +34,6 @@ SAME_SCHEDULER = "Use same scheduler"
 # needs several GiB of activations (it grows with the pixel count), which is where hires
 # fix ran out of memory on 8-12 GiB cards while the base pass still fit.
 TILED_VAE_PIXELS = 1536 * 1024
-
-
-def _floor8(v: float) -> int:
-    return max(64, int(v) // 8 * 8)
-
-
-def _ceil8(v: float) -> int:
-    return max(64, -(-int(round(v)) // 8) * 8)
-
-
-def target_size(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0
-                ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((upscale_w, upscale_h), (out_w, out_h)) for a first pass of width x height.
-
-    The output is what the user asked for, in multiples of 8; the upscale size differs from
-    it only when both resize sides are given with another aspect ratio (cover, then crop).
-    """
-    if not resize_x and not resize_y:
-        out = (_floor8(width * scale), _floor8(height * scale))
-        return out, out
-    if not resize_y:
-        out = (_floor8(resize_x), _floor8(resize_x * height / width))
-        return out, out
-    if not resize_x:
-        out = (_floor8(resize_y * width / height), _floor8(resize_y))
-        return out, out
-    out = (_floor8(resize_x), _floor8(resize_y))
-    if width / height < out[0] / out[1]:  # first pass is narrower: match widths, crop height
-        up = (out[0], max(out[1], _ceil8(out[0] * height / width)))
-    else:
-        up = (max(out[0], _ceil8(out[1] * width / height)), out[1])
-    return up, out
-
-
-def check_request(req, max_pixels: int) -> None:
-    """Refuse, at the request edge, a hires fix whose output would exceed the pixel limit."""
-    if not (req.enable_hr and req.task == "txt2img"):
-        return
-    _, (w, h) = target_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
-    try:
-        check_pixel_limit(w, h, max_pixels, "hires fix output")
-    except UserError as e:
-        raise UserError(str(e), field="hr_resize_x" if (req.hr_resize_x or req.hr_resize_y) else "hr_scale") from None
 
 
 def wanted(req) -> bool:
@@ -158,8 +114,6 @@ def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], emb
                 warnings: list[str], timings: dict, control=None) -> list[Image.Image]:
     """Upscale one batch's first-pass latents and repaint them; returns the final images.
     `control` (controlnet.Control of the first pass): its units steer this pass too."""
-    from . import controlnet, tasks  # (tasks imports request, which imports this module)
-
     up, out = target_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
     steps = req.hr_second_pass_steps or req.steps
     strength = req.hr_denoising_strength

@@ -20,25 +20,10 @@ import re
 from collections.abc import Mapping
 from numbers import Integral, Real
 
-_CONTROLNET_KEY = re.compile(r"ControlNet \d+")
-
-
-def numbered_entries(params: Mapping[str, object], prefix: str) -> list[dict[str, str]]:
-    """The values of "<prefix> 0", "<prefix> 1"... in number order, each "Name: value, Name:
-    value" text as a dict with lower-case names (how extensions write ControlNet units and
-    IP-Adapters into one infotext key each)."""
-    keys = sorted((k for k in params if re.fullmatch(re.escape(prefix) + r" \d+", k)), key=lambda k: int(k.split()[-1]))
-    out = []
-    for key in keys:
-        d = {}
-        for part in str(params[key]).split(", "):
-            name, sep, value = part.partition(": ")
-            if sep:
-                d[name.strip().lower()] = value.strip()
-        out.append(d)
-    return out
-
+from webui.infotext_entries import adapters_from_infotext, units_from_infotext
 from webui.samplers_names import a1111_schedule_label, a1111_sampler_name, split_legacy_sampler
+
+_CONTROLNET_KEY = re.compile(r"ControlNet \d+")
 
 NEGATIVE_PREFIX = "Negative prompt:"
 
@@ -582,14 +567,10 @@ def infotext_to_fields(parsed: Mapping[str, str] | str) -> dict[str, object]:
         "hr_upscaler" in fields
     ):
         fields["enable_hr"] = True
-    from .controlnet import units_from_infotext  # "ControlNet N" keys as the A1111 extension writes them
-
     units = units_from_infotext(extra)
     if units:
         fields["controlnet_units"] = units
         extra = {k: v for k, v in extra.items() if not _CONTROLNET_KEY.fullmatch(k)}
-    from .ipadapter import adapters_from_infotext
-
     adapters = adapters_from_infotext(extra)
     if adapters:
         fields["ip_adapters"] = adapters

@@ -26,89 +26,18 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from . import model_files
 from .errors import UserError
-from .images import decode_base64_image
-from .infotext import numbered_entries
-from .settings import Limits
-from .validate import number
+from .request.ipadapter import (  # noqa: F401 - the reference type and its options, re-exported
+    DEFAULT_WEIGHT, FIELD, MAX_ADAPTERS, IPAdapterRef, parse_adapters,
+)
 
-FIELD = "ip_adapters"
-MAX_ADAPTERS = 3
-DEFAULT_WEIGHT = 0.7  # the UI slider's start, and the weight of an infotext entry without one
 # Image encoders of the h94/IP-Adapter repository, used when they are in the local Hub cache.
 HUB_ENCODERS = (("h94/IP-Adapter", "models/image_encoder"), ("h94/IP-Adapter", "sdxl_models/image_encoder"))
-
-
-@dataclass(frozen=True)
-class IPAdapterRef:
-    model: str
-    image: Image.Image = field(repr=False, compare=False)
-    weight: float = 1.0
-
-    def infotext(self) -> str:
-        return f"Model: {self.model}, Weight: {self.weight:g}"
-
-
-def adapters_from_infotext(params: dict) -> list[dict]:
-    """Adapter settings (no reference images) from "IP-Adapter N: Model: x, Weight: w" values."""
-    found = []
-    for d in numbered_entries(params, "IP-Adapter"):
-        try:
-            weight = float(d.get("weight", DEFAULT_WEIGHT))
-        except ValueError:
-            weight = DEFAULT_WEIGHT
-        if d.get("model"):
-            found.append({"model": d["model"], "weight": weight})
-    return found
-
-
-def parse_adapters(raw, limits: Limits | None = None) -> tuple[IPAdapterRef, ...]:
-    """UI or API entries -> validated references; images are held to the upload limits."""
-    max_upload_pixels = limits.max_upload_pixels if limits else None
-    if not raw:
-        return ()
-    if isinstance(raw, dict):
-        raw = [raw]
-    if not isinstance(raw, (list, tuple)):
-        raise UserError("ip_adapters must be a list of {model, image, weight}", field=FIELD)
-    out = []
-    for n, d in enumerate(raw):
-        if isinstance(d, IPAdapterRef):
-            out.append(d)
-            continue
-        if not isinstance(d, dict):
-            raise UserError(f"IP-Adapter {n}: expected an object with model, image and weight", field=FIELD)
-        if d.get("enabled") is False:
-            continue
-        model, image = d.get("model"), d.get("image")
-        if not isinstance(model, str) or not model.strip():
-            raise UserError(f"IP-Adapter {n}: choose an IP-Adapter model", field=FIELD)
-        if isinstance(image, str):
-            try:
-                image = decode_base64_image(image, f"IP-Adapter {n} image", limits)
-            except UserError as e:  # the message names the entry; the field is the request's
-                raise UserError(str(e), field=FIELD) from None
-        elif isinstance(image, np.ndarray):
-            image = Image.fromarray(image.astype(np.uint8))
-        if not isinstance(image, Image.Image):
-            raise UserError(f"IP-Adapter {n}: a reference image is needed", field=FIELD)
-        if max_upload_pixels and image.width * image.height > max_upload_pixels:
-            raise UserError(f"IP-Adapter {n}: the reference image is {image.width}x{image.height}; the limit is "
-                            f"{max_upload_pixels} pixels", field=FIELD)
-        w = d.get("weight")
-        w = 1.0 if w is None or w == "" else number(w, f"IP-Adapter {n}: weight", FIELD, 0.0, 2.0)
-        out.append(IPAdapterRef(model.strip(), image, w))
-    if len(out) > MAX_ADAPTERS:
-        raise UserError(f"at most {MAX_ADAPTERS} IP-Adapters at once; got {len(out)}", field=FIELD)
-    return tuple(out)
 
 
 def adapter_dir(models_dir: Path) -> Path:

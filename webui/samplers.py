@@ -15,31 +15,7 @@ import threading
 import diffusers
 
 from .errors import UserError
-from .samplers_names import SAMPLERS, SCHEDULE_TYPES, normalize_sampler, split_legacy_sampler
-
-# sampler -> (diffusers class name, fixed kwargs, schedule used by "Automatic").
-# Timestep spacing is always explicit: otherwise diffusers lets each class fall back to its own
-# default when the checkpoint's config omits it, and the same model would sample differently
-# from a single file than from a diffusers folder. k-diffusion samplers in A1111 space sigmas
-# linearly over the whole schedule ("linspace"); its DDIM/PLMS use the "leading" spacing.
-_K = {"timestep_spacing": "linspace"}
-_TABLE: dict[str, tuple[str, dict, str]] = {
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "sde-dpmsolver++", "solver_order": 2},
-                     "Exponential"),
-    "DPM++ SDE": ("DPMSolverSDEScheduler", _K, "Karras"),
-    "DPM2": ("KDPM2DiscreteScheduler", _K, "Karras"),
-    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", _K, "Karras"),
-    "Euler a": ("EulerAncestralDiscreteScheduler", _K, "Uniform"),
-    "Euler": ("EulerDiscreteScheduler", _K, "Uniform"),
-    "LMS": ("LMSDiscreteScheduler", _K, "Uniform"),
-    "Heun": ("HeunDiscreteScheduler", _K, "Uniform"),
-    "DDIM": ("DDIMScheduler", {"timestep_spacing": "leading", "steps_offset": 1}, "Uniform"),
-    "PLMS": ("PNDMScheduler", {"timestep_spacing": "leading", "steps_offset": 1, "skip_prk_steps": True}, "Uniform"),
-    "UniPC": ("UniPCMultistepScheduler", _K, "Uniform"),
-    "LCM": ("LCMScheduler", {}, "Uniform"),
-    "DEIS": ("DEISMultistepScheduler", _K, "Uniform"),
-}
+from .samplers_names import AVAILABLE_SAMPLERS, DIFFUSERS_SAMPLERS as _TABLE, SCHEDULE_TYPES, resolve_sampler
 
 # schedule type -> scheduler kwargs (applied only where the class accepts them)
 _SCHEDULES: dict[str, dict] = {
@@ -50,18 +26,6 @@ _SCHEDULES: dict[str, dict] = {
     "SGM Uniform": {"timestep_spacing": "trailing"},
     "Simple": {"timestep_spacing": "trailing"},
 }
-
-AVAILABLE_SAMPLERS = [s for s in SAMPLERS if s in _TABLE]
-
-
-def resolve_sampler(name: str) -> tuple[str, str]:
-    """Return (sampler, schedule) for an A1111 name, old combined names ("DPM++ 2M Karras") included."""
-    sampler, schedule = split_legacy_sampler(normalize_sampler(name) or name)
-    if sampler not in _TABLE:
-        raise UserError(f"unknown sampler {name!r}; available: {', '.join(AVAILABLE_SAMPLERS)}",
-                        field="sampler_name")
-    return sampler, schedule or "Automatic"
-
 
 def scheduler_kwargs(sampler: str, schedule: str) -> tuple[type, dict, list[str]]:
     """The class and kwargs for a sampler/schedule pair, plus notes on what could not be honoured."""

@@ -1,7 +1,7 @@
 """Sampler and schedule-type names as A1111 spells them, and the aliases clients send.
 
-Pure tables and string functions: nothing here builds a scheduler. The engine maps the
-names in `SAMPLERS` and `SCHEDULE_TYPES` to diffusers schedulers.
+Pure tables and string functions: nothing here builds a scheduler (samplers.py does, from
+`DIFFUSERS_SAMPLERS`), so request validation (`resolve_sampler`) needs no diffusers.
 
 Two vocabularies are kept apart on purpose:
 
@@ -13,6 +13,8 @@ Two vocabularies are kept apart on purpose:
 from __future__ import annotations
 
 import re
+
+from .errors import UserError
 
 # Samplers this UI offers, in A1111's dropdown order; "DEIS" (diffusers only) comes last.
 SAMPLERS: tuple[str, ...] = (
@@ -261,3 +263,41 @@ def a1111_schedule_label(name: str | None) -> str | None:
     """A1111 1.10 schedule type label for any known spelling ("karras", "sgm_uniform")."""
     text = _clean(name)
     return _SCHEDULE_ALIASES.get(text.lower()) if text else None
+
+
+# ---- what runs here -------------------------------------------------------------------------
+
+# sampler -> (diffusers class name, fixed kwargs, schedule used by "Automatic").
+# Timestep spacing is always explicit: otherwise diffusers lets each class fall back to its own
+# default when the checkpoint's config omits it, and the same model would sample differently
+# from a single file than from a diffusers folder. k-diffusion samplers in A1111 space sigmas
+# linearly over the whole schedule ("linspace"); its DDIM/PLMS use the "leading" spacing.
+_K = {"timestep_spacing": "linspace"}
+DIFFUSERS_SAMPLERS: dict[str, tuple[str, dict, str]] = {
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+                     "Exponential"),
+    "DPM++ SDE": ("DPMSolverSDEScheduler", _K, "Karras"),
+    "DPM2": ("KDPM2DiscreteScheduler", _K, "Karras"),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", _K, "Karras"),
+    "Euler a": ("EulerAncestralDiscreteScheduler", _K, "Uniform"),
+    "Euler": ("EulerDiscreteScheduler", _K, "Uniform"),
+    "LMS": ("LMSDiscreteScheduler", _K, "Uniform"),
+    "Heun": ("HeunDiscreteScheduler", _K, "Uniform"),
+    "DDIM": ("DDIMScheduler", {"timestep_spacing": "leading", "steps_offset": 1}, "Uniform"),
+    "PLMS": ("PNDMScheduler", {"timestep_spacing": "leading", "steps_offset": 1, "skip_prk_steps": True}, "Uniform"),
+    "UniPC": ("UniPCMultistepScheduler", _K, "Uniform"),
+    "LCM": ("LCMScheduler", {}, "Uniform"),
+    "DEIS": ("DEISMultistepScheduler", _K, "Uniform"),
+}
+
+AVAILABLE_SAMPLERS = [s for s in SAMPLERS if s in DIFFUSERS_SAMPLERS]
+
+
+def resolve_sampler(name: str) -> tuple[str, str]:
+    """Return (sampler, schedule) for an A1111 name, old combined names ("DPM++ 2M Karras") included."""
+    sampler, schedule = split_legacy_sampler(normalize_sampler(name) or name)
+    if sampler not in DIFFUSERS_SAMPLERS:
+        raise UserError(f"unknown sampler {name!r}; available: {', '.join(AVAILABLE_SAMPLERS)}",
+                        field="sampler_name")
+    return sampler, schedule or "Automatic"

@@ -23,12 +23,12 @@ from .outputs import save_result
 from .presets import Preset, find_preset, load_presets, normalize_family
 from .prompting import expand_prompts
 from .ratelimit import RateLimiter
-from .request import GenerationRequest, build_request
+from .request import GenerationRequest, build_request, check_prompt_lengths
 from .settings import Settings
 from .spaces import gpu
 from .styles import StyleLibrary, load_style_library
 from .translate import GlossaryTranslator, Translator, make_translator, translate_prompt
-from .validate import check_fields, check_prompt_lengths
+from .validate import check_fields
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,15 @@ _CLASSES = {
     ("inpaint", False, False): "StableDiffusionInpaintPipeline",
     ("inpaint", True, False): "StableDiffusionXLInpaintPipeline",
 }
+# the same task with ControlNet units (controlnet.py makes their pipeline arguments)
+CONTROLNET_CLASSES = {
+    "StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
+    "StableDiffusionImg2ImgPipeline": "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline": "StableDiffusionControlNetInpaintPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
+    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+    "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+}
 INPAINT_AREAS = ("Whole picture", "Only masked")
 
 
@@ -187,9 +196,7 @@ def task_pipeline(model, prepared: Prepared, scheduler, vae=None, controlnet=Non
     With `controlnet` (one model or a list) it is the task's ControlNet pipeline class."""
     cls_name = prepared.cls_name
     if controlnet is not None:
-        from .controlnet import PIPELINE_CLASSES
-
-        cls_name = PIPELINE_CLASSES[cls_name]
+        cls_name = CONTROLNET_CLASSES[cls_name]
     cls = getattr(diffusers, cls_name)
     expected, optional = cls._get_signature_keys(cls)
     base = model.pipe

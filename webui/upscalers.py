@@ -24,6 +24,7 @@ from PIL import Image
 
 from webui import model_files
 from webui.errors import UserError
+from webui.validate import check_pixel_limit
 
 __all__ = [
     "Upscaler",
@@ -75,19 +76,6 @@ def _check_scale(scale: float) -> float:
     if not math.isfinite(scale) or scale <= 0:
         raise UserError(f"Upscale factor must be greater than 0, got {scale}.")
     return scale
-
-
-def check_pixel_limit(width: int, height: int, max_pixels: int, what: str = "upscaled image") -> None:
-    """Raise :class:`UserError` when ``width x height`` is over ``max_pixels``."""
-    width, height = int(width), int(height)
-    if width <= 0 or height <= 0:
-        raise UserError(f"The {what} size {width}x{height} is invalid: width and height must be positive.")
-    if max_pixels and width * height > max_pixels:
-        raise UserError(
-            f"The {what} would be {width}x{height} = {width * height / 1e6:.2f} megapixels, over the limit of "
-            f"{max_pixels / 1e6:.2f} megapixels ({int(max_pixels)} pixels). Lower the upscale factor or the "
-            "target width/height (or the input size), or raise the pixel limit in the settings."
-        )
 
 
 # --------------------------------------------------------------------------- protocol + simple ones

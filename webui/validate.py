@@ -4,7 +4,7 @@ Service.prepare, the REST routes, the ControlNet / IP-Adapter / extras parsers):
 - number(): the one numeric coercion (no OverflowError, NaN or infinity gets through);
 - check_fields() / check_value(): every value of a request, known field or not, is valid
   text, a finite number that fits in 64 bits, and lists are within their declared bounds;
-- check_prompt_lengths(): --max-prompt-chars on the prompts the model reads.
+- check_pixel_limit(): an output size within the pixel limit.
 
 Every problem is a UserError naming the field; shown() keeps a bad value in a message short
 and printable.
@@ -17,7 +17,7 @@ import re
 
 from .errors import UserError
 
-__all__ = ["LIST_BOUNDS", "check_fields", "check_value", "number", "shown", "text_problem"]
+__all__ = ["LIST_BOUNDS", "check_fields", "check_pixel_limit", "check_value", "number", "shown", "text_problem"]
 
 
 def shown(value, width: int = 60) -> str:
@@ -171,40 +171,14 @@ def check_fields(fields: dict) -> None:
         check_value(value, name if name.strip() else repr(name))
 
 
-# ---- the prompts the model reads -------------------------------------------------------------
-
-def _longest_face_prompt(template: str, main: str) -> int:
-    """Length of the longest per-face prompt detailer.face_prompts makes from ``template``."""
-    from .detailer import PROMPT_TOKEN, SEP
-
-    parts = [p.strip() for p in (template or "").split(SEP)]
-    return max(len(p) + p.count(PROMPT_TOKEN) * (len(main) - len(PROMPT_TOKEN)) if p else len(main)
-               for p in parts)
-
-
-def check_prompt_lengths(req, limit: int) -> None:
-    """--max-prompt-chars on every text the model encodes, as it will be encoded: the prompts
-    after translation, the preset template and styles; the hires prompts; each face prompt with
-    [PROMPT] replaced by the prompt. (build_request checks what was typed; this checks what it
-    became.)"""
-    texts = {
-        "prompt": len(req.prompt),
-        "negative_prompt": len(req.negative_prompt),
-        "hr_prompt": len(req.hr_prompt),
-        "hr_negative_prompt": len(req.hr_negative_prompt),
-        "face_detail_prompt": _longest_face_prompt(req.face_detail_prompt, req.prompt) if req.face_detail else 0,
-        "face_detail_negative_prompt": (_longest_face_prompt(req.face_detail_negative_prompt, req.negative_prompt)
-                                        if req.face_detail else 0),
-    }
-    for name, length in texts.items():
-        if length <= limit:
-            continue
-        if name.startswith("face_detail"):
-            how = "once [PROMPT] is replaced by the prompt, a face prompt"
-            fix = "use [PROMPT] fewer times, or shorten the prompt"
-        elif name.startswith("hr_"):
-            how, fix = name, "shorten it"
-        else:
-            how = f"{name}, with the translation, preset template and styles applied,"
-            fix = "choose fewer or shorter styles, or shorten the prompt"
-        raise UserError(f"{how} is {length:,} characters long; the limit is {limit:,}: {fix}", field=name)
+def check_pixel_limit(width: int, height: int, max_pixels: int, what: str = "upscaled image") -> None:
+    """Raise :class:`UserError` when ``width x height`` is over ``max_pixels``."""
+    width, height = int(width), int(height)
+    if width <= 0 or height <= 0:
+        raise UserError(f"The {what} size {width}x{height} is invalid: width and height must be positive.")
+    if max_pixels and width * height > max_pixels:
+        raise UserError(
+            f"The {what} would be {width}x{height} = {width * height / 1e6:.2f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:.2f} megapixels ({int(max_pixels)} pixels). Lower the upscale factor or the "
+            "target width/height (or the input size), or raise the pixel limit in the settings."
+        )

@@ -11,18 +11,18 @@ import gradio as gr
 
 from ..engine import GenerationResult
 from ..errors import UserError
+from ..faces import list_detectors
 from ..i18n import t
 from ..identity import Caller, client_address, session_id
-from ..request import MAX_SEED
+from ..infotext import infotext_to_fields
+from ..request import MAX_SEED, SAME_SAMPLER, SAME_SCHEDULER
+from ..request.face import ORDERS
 from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
+from ..upscalers import list_upscalers
+from .controlnet_panel import restore_updates
+from .events import GPU, PRIVATE  # noqa: F401 - the tabs take them from here too
 
 log = logging.getLogger(__name__)
-
-# Every event that reaches the GPU shares this id (REFERENCE.md 7). Several may run at once:
-# they meet in the one GPU queue (webui/gpu_queue.py), which serialises the device work itself,
-# takes sessions in turn and batches compatible requests -- so let up to a full batch in.
-GPU = {"concurrency_id": "gpu", "concurrency_limit": 8}
-PRIVATE = {"api_visibility": "private"}
 
 
 @dataclass
@@ -151,9 +151,6 @@ def sampling_controls(tab: str, limits) -> dict:
 
 def hires_controls(tab: str, service) -> dict:
     """The hires fix accordion (txt2img). Keys are request field names."""
-    from ..hires import SAME_SAMPLER, SAME_SCHEDULER
-    from ..upscalers import list_upscalers
-
     limits = service.settings.limits
     with gr.Accordion(t("hires_fix_title"), open=False, elem_id=f"{tab}_hires"):
         enable = gr.Checkbox(False, label=t("hires_fix_enable"), elem_id=f"{tab}_enable_hr")
@@ -184,8 +181,6 @@ def hires_controls(tab: str, service) -> dict:
 def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
     """The face detail accordion (txt2img, img2img, inpaint, Extras). Keys are request field
     names; defaults suit portraits (denoising 0.4 keeps the likeness)."""
-    from ..faces import ORDERS, list_detectors
-
     def body():
         enable = None
         if not standalone:
@@ -264,9 +259,6 @@ def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image
     button puts the picked gallery image into the target's input (`fill_image(path)` gives the
     component value), fills its prompt, settings and ControlNet units from the image's
     infotext, and opens it. Nothing here touches the model."""
-    from ..infotext import infotext_to_fields
-    from .controlnet_panel import restore_updates
-
     for src in sources:
         if src is None or target not in src.send:
             continue

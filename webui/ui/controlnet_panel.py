@@ -12,7 +12,8 @@ import gradio as gr
 from .. import controlnet, ipadapter, poses
 from ..errors import UserError
 from ..i18n import t
-from .common import PRIVATE
+from ..request import controlnet as unit_options
+from .events import PRIVATE
 
 UNIT_FIELDS = ("enabled", "image", "pose", "module", "model", "weight", "guidance_start", "guidance_end",
                "control_mode", "resize_mode", "threshold_a", "threshold_b")
@@ -100,7 +101,7 @@ _RESTORE_DEFAULTS = {"module": "none", "pose": "", "weight": 1.0, "guidance_star
 
 
 def _unit_widget_values(n: int, unit: dict, widgets: dict, models: list[str]) -> tuple[dict, list[str]]:
-    """One infotext unit (controlnet.units_from_infotext) -> gr.update()s by widget name, and
+    """One infotext unit (infotext_entries.units_from_infotext) -> gr.update()s by widget name, and
     what this UI cannot show."""
     out, skipped = {f"controlnet_{n}_enabled": gr.update(value=True)}, []
     d = {**_RESTORE_DEFAULTS, **{k: v for k, v in unit.items() if v not in (None, "")}}
@@ -120,8 +121,8 @@ def _unit_widget_values(n: int, unit: dict, widgets: dict, models: list[str]) ->
         skipped.append(f"ControlNet {n} preprocessor {module!r}")
     for field_name, options in (("control_mode", controlnet.CONTROL_MODES), ("resize_mode", controlnet.RESIZE_MODES)):
         try:  # the parser the request uses: names, A1111's aliases or indices
-            i = controlnet._option(d, field_name, _RESTORE_DEFAULTS[field_name], options, n,
-                                   controlnet._RESIZE_ALIASES if field_name == "resize_mode" else None)
+            i = unit_options.option_index(d, field_name, _RESTORE_DEFAULTS[field_name], options, n,
+                                          unit_options.RESIZE_ALIASES if field_name == "resize_mode" else None)
             out[f"controlnet_{n}_{field_name}"] = gr.update(value=options[i])
         except UserError:
             skipped.append(f"ControlNet {n} {field_name.replace('_', ' ')} {d[field_name]!r}")

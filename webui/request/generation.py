@@ -13,15 +13,17 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import UserError
-from .samplers import SCHEDULE_TYPES, resolve_sampler
-from .settings import Limits
-from .validate import check_fields, number, shown
-from .detailer import face_fields_from_alwayson
-from .faces import ORDERS as FACE_ORDERS
+from ..errors import UserError
+from ..image_meta import upload_too_many_pixels
+from ..images import upload_label
+from ..samplers_names import SCHEDULE_TYPES, resolve_sampler
+from ..settings import Limits
+from ..validate import check_fields
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
+from .face import face_fields_from_alwayson, face_order, face_size
+from .fields import as_bool, as_float, as_int, as_str, choice, size_field
+from .hires import check_request as check_hires, hr_sampler, hr_scheduler
 from .ipadapter import IPAdapterRef, parse_adapters
-from .hires import SAME_SAMPLER, SAME_SCHEDULER, check_request as check_hires_request
 
 TASKS = ("txt2img", "img2img", "inpaint")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
@@ -126,106 +128,9 @@ class GenerationRequest:
         return out
 
 
-def _as_int(fields: dict, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
-    v = fields.get(name, default)
-    if v is None or v == "":
-        return default
-    return number(v, name, name, lo, hi, integer=True)
-
-
-def _as_float(fields: dict, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
-    v = fields.get(name, default)
-    if v is None or v == "":
-        return default
-    return number(v, name, name, lo, hi)
-
-
-def _as_bool(fields: dict, name: str, default: bool) -> bool:
-    v = fields.get(name, default)
-    if isinstance(v, bool):
-        return v
-    if v in (0, 1):
-        return bool(v)
-    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no"):
-        return v.lower() in ("true", "1", "yes")
-    if v is None:
-        return default
-    raise UserError(f"{name} must be true or false, got {shown(v)}", field=name)
-
-
-def _as_str(fields: dict, name: str, default: str, max_len: int) -> str:
-    v = fields.get(name, default)
-    if v is None:
-        return default
-    if not isinstance(v, str):
-        raise UserError(f"{name} must be text, got {type(v).__name__}", field=name)
-    if len(v) > max_len:
-        raise UserError(f"{name} is {len(v)} characters long; the limit is {max_len}", field=name)
-    return v
-
-
-def _size(fields: dict, name: str, default: int, hi: int) -> int:
-    v = _as_int(fields, name, default, 64, hi)
-    if v % 8:
-        raise UserError(f"{name} must be a multiple of 8 (e.g. {v - v % 8} or {v - v % 8 + 8}), got {v}",
-                        field=name)
-    return v
-
-
-def _choice(fields: dict, name: str, default, options) -> Any:
-    """Accept an option's index or its text (A1111 sends either for enums)."""
-    v = fields.get(name, default)
-    if v is None:
-        return default
-    if isinstance(v, str) and not v.isdigit():
-        for i, o in enumerate(options):
-            if v.lower() == o.lower():
-                return i
-        raise UserError(f"{name} must be one of {', '.join(options)}; got {shown(v)}", field=name)
-    return _as_int({name: v}, name, default, 0, len(options) - 1)
-
-
-def _hr_sampler(fields: dict) -> str:
-    name = _as_str(fields, "hr_sampler_name", SAME_SAMPLER, 100) or SAME_SAMPLER
-    if name.lower() == SAME_SAMPLER.lower():
-        return SAME_SAMPLER
-    try:
-        return resolve_sampler(name)[0]
-    except UserError as e:
-        raise UserError(f"hires sampler: {e}", field="hr_sampler_name") from None
-
-
-def _hr_scheduler(fields: dict) -> str:
-    name = _as_str(fields, "hr_scheduler", SAME_SCHEDULER, 100) or SAME_SCHEDULER
-    if name.lower() == SAME_SCHEDULER.lower():
-        return SAME_SCHEDULER
-    match = [s for s in SCHEDULE_TYPES if s.lower() == name.lower()]
-    if not match:
-        raise UserError(f"unknown hires schedule type {name!r}; use {SAME_SCHEDULER!r} or one of "
-                        f"{', '.join(SCHEDULE_TYPES)}", field="hr_scheduler")
-    return match[0]
-
-
-def _face_order(fields: dict) -> str:
-    order = _as_str(fields, "face_detail_order", "largest", 50) or "largest"
-    if order not in FACE_ORDERS:
-        raise UserError(f"face_detail_order must be one of {', '.join(FACE_ORDERS)}; got {order!r}",
-                        field="face_detail_order")
-    return order
-
-
-def _face_size(fields: dict, name: str, hi: int) -> int:
-    if not fields.get(name):
-        return 0
-    return _size(fields, name, 0, hi)
-
-
 def check_upload(img, limits: Limits, field: str) -> None:
     """An image given to a request (already decoded, e.g. by Gradio) must be within the upload
     pixel limit; the message is the one upload decoding uses."""
-    from .images import upload_label
-    from .image_meta import upload_too_many_pixels
-
     if not isinstance(img, Image.Image):
         raise UserError(f"{upload_label(field)} is not an image", field=field)
     if img.width * img.height > limits.max_upload_pixels:
@@ -241,8 +146,8 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     if task not in TASKS:
         raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
     check_fields(fields)  # text, finite numbers, list bounds: for every field, known or not
-    sampler, schedule_from_name = resolve_sampler(_as_str(fields, "sampler_name", "DPM++ 2M", 100) or "DPM++ 2M")
-    scheduler = _as_str(fields, "scheduler", "", 100) or schedule_from_name
+    sampler, schedule_from_name = resolve_sampler(as_str(fields, "sampler_name", "DPM++ 2M", 100) or "DPM++ 2M")
+    scheduler = as_str(fields, "scheduler", "", 100) or schedule_from_name
     match = [s for s in SCHEDULE_TYPES if s.lower() == scheduler.lower()]
     if not match:
         raise UserError(f"unknown scheduler (schedule type) {scheduler!r}; available: {', '.join(SCHEDULE_TYPES)}",
@@ -254,12 +159,12 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         raise UserError("styles must be a list of style names", field="styles")
     styles = tuple(dict.fromkeys(styles))  # a style chosen twice would only repeat its text
     lim = limits
-    width = _size(fields, "width", 512, lim.max_width)
-    height = _size(fields, "height", 512, lim.max_height)
+    width = size_field(fields, "width", 512, lim.max_width)
+    height = size_field(fields, "height", 512, lim.max_height)
     if width * height > lim.max_pixels:
         raise UserError(f"{width}x{height} is {width * height} pixels; the limit is {lim.max_pixels}. "
                         "Lower width or height (use hires fix to go larger).", field="width")
-    batch_size = _as_int(fields, "batch_size", 1, 1, lim.max_batch_size)
+    batch_size = as_int(fields, "batch_size", 1, 1, lim.max_batch_size)
     over = fields.get("override_settings") or {}
     if not isinstance(over, dict):
         raise UserError("override_settings must be an object of setting names and values", field="override_settings")
@@ -277,66 +182,66 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         raise UserError("extra_params must be infotext keys and values", field="extra_params")
     req = GenerationRequest(
         task=task,
-        prompt=_as_str(fields, "prompt", "", lim.max_prompt_chars),
-        negative_prompt=_as_str(fields, "negative_prompt", "", lim.max_prompt_chars),
+        prompt=as_str(fields, "prompt", "", lim.max_prompt_chars),
+        negative_prompt=as_str(fields, "negative_prompt", "", lim.max_prompt_chars),
         styles=tuple(styles),
-        seed=_as_int(fields, "seed", -1, -1, MAX_SEED),
-        subseed=_as_int(fields, "subseed", -1, -1, MAX_SEED),
-        subseed_strength=_as_float(fields, "subseed_strength", 0.0, 0.0, 1.0),
+        seed=as_int(fields, "seed", -1, -1, MAX_SEED),
+        subseed=as_int(fields, "subseed", -1, -1, MAX_SEED),
+        subseed_strength=as_float(fields, "subseed_strength", 0.0, 0.0, 1.0),
         sampler_name=sampler,
         scheduler=match[0],
-        steps=_as_int(fields, "steps", 20, 1, lim.max_steps),
-        cfg_scale=_as_float(fields, "cfg_scale", 7.0, 1.0, 30.0),
+        steps=as_int(fields, "steps", 20, 1, lim.max_steps),
+        cfg_scale=as_float(fields, "cfg_scale", 7.0, 1.0, 30.0),
         width=width,
         height=height,
         batch_size=batch_size,
-        n_iter=_as_int(fields, "n_iter", 1, 1, lim.max_n_iter),
-        clip_skip=_as_int(fields, "clip_skip", 1, 1, 12),
+        n_iter=as_int(fields, "n_iter", 1, 1, lim.max_n_iter),
+        clip_skip=as_int(fields, "clip_skip", 1, 1, 12),
         sd_model_checkpoint=ckpt or None,
-        sd_vae=_as_str(fields, "sd_vae", "Automatic", 300) or "Automatic",
+        sd_vae=as_str(fields, "sd_vae", "Automatic", 300) or "Automatic",
         init_image=fields.get("init_image"),
         mask=fields.get("mask"),
-        denoising_strength=_as_float(fields, "denoising_strength", 0.75, 0.0, 1.0),
-        resize_mode=_choice(fields, "resize_mode", 0, RESIZE_MODES),
-        mask_blur=_as_int(fields, "mask_blur", 4, 0, 64),
-        inpainting_fill=_choice(fields, "inpainting_fill", 1, MASKED_CONTENT),
-        inpaint_full_res=_as_bool(fields, "inpaint_full_res", False),
-        inpaint_full_res_padding=_as_int(fields, "inpaint_full_res_padding", 32, 0, 256),
-        inpainting_mask_invert=_as_bool(fields, "inpainting_mask_invert", False),
-        enable_hr=_as_bool(fields, "enable_hr", False),
-        hr_scale=_as_float(fields, "hr_scale", 2.0, 1.0, 4.0),
-        hr_upscaler=_as_str(fields, "hr_upscaler", "Latent", 300) or "Latent",
-        hr_second_pass_steps=_as_int(fields, "hr_second_pass_steps", 0, 0, lim.max_steps),
-        hr_resize_x=_as_int(fields, "hr_resize_x", 0, 0, lim.max_width),
-        hr_resize_y=_as_int(fields, "hr_resize_y", 0, 0, lim.max_height),
-        hr_denoising_strength=_as_float(fields, "hr_denoising_strength",
-                                        _as_float(fields, "denoising_strength", 0.7, 0.0, 1.0), 0.0, 1.0),
-        hr_prompt=_as_str(fields, "hr_prompt", "", lim.max_prompt_chars),
-        hr_negative_prompt=_as_str(fields, "hr_negative_prompt", "", lim.max_prompt_chars),
-        hr_sampler_name=_hr_sampler(fields),
-        hr_scheduler=_hr_scheduler(fields),
-        face_detail=_as_bool(fields, "face_detail", False),
-        face_detail_prompt=_as_str(fields, "face_detail_prompt", "", lim.max_prompt_chars),
-        face_detail_negative_prompt=_as_str(fields, "face_detail_negative_prompt", "", lim.max_prompt_chars),
-        face_detail_denoising_strength=_as_float(fields, "face_detail_denoising_strength", 0.4, 0.0, 1.0),
-        face_detail_steps=_as_int(fields, "face_detail_steps", 0, 0, lim.max_steps),
-        face_detail_max_faces=_as_int(fields, "face_detail_max_faces", 4, 0, 64),
-        face_detail_confidence=_as_float(fields, "face_detail_confidence", 0.3, 0.0, 1.0),
-        face_detail_padding=_as_int(fields, "face_detail_padding", 32, 0, 512),
-        face_detail_blur=_as_int(fields, "face_detail_blur", 4, 0, 128),
-        face_detail_detector=_as_str(fields, "face_detail_detector", "haar", 200) or "haar",
-        face_detail_order=_face_order(fields),
-        face_detail_width=_face_size(fields, "face_detail_width", lim.max_width),
-        face_detail_height=_face_size(fields, "face_detail_height", lim.max_height),
+        denoising_strength=as_float(fields, "denoising_strength", 0.75, 0.0, 1.0),
+        resize_mode=choice(fields, "resize_mode", 0, RESIZE_MODES),
+        mask_blur=as_int(fields, "mask_blur", 4, 0, 64),
+        inpainting_fill=choice(fields, "inpainting_fill", 1, MASKED_CONTENT),
+        inpaint_full_res=as_bool(fields, "inpaint_full_res", False),
+        inpaint_full_res_padding=as_int(fields, "inpaint_full_res_padding", 32, 0, 256),
+        inpainting_mask_invert=as_bool(fields, "inpainting_mask_invert", False),
+        enable_hr=as_bool(fields, "enable_hr", False),
+        hr_scale=as_float(fields, "hr_scale", 2.0, 1.0, 4.0),
+        hr_upscaler=as_str(fields, "hr_upscaler", "Latent", 300) or "Latent",
+        hr_second_pass_steps=as_int(fields, "hr_second_pass_steps", 0, 0, lim.max_steps),
+        hr_resize_x=as_int(fields, "hr_resize_x", 0, 0, lim.max_width),
+        hr_resize_y=as_int(fields, "hr_resize_y", 0, 0, lim.max_height),
+        hr_denoising_strength=as_float(fields, "hr_denoising_strength",
+                                        as_float(fields, "denoising_strength", 0.7, 0.0, 1.0), 0.0, 1.0),
+        hr_prompt=as_str(fields, "hr_prompt", "", lim.max_prompt_chars),
+        hr_negative_prompt=as_str(fields, "hr_negative_prompt", "", lim.max_prompt_chars),
+        hr_sampler_name=hr_sampler(fields),
+        hr_scheduler=hr_scheduler(fields),
+        face_detail=as_bool(fields, "face_detail", False),
+        face_detail_prompt=as_str(fields, "face_detail_prompt", "", lim.max_prompt_chars),
+        face_detail_negative_prompt=as_str(fields, "face_detail_negative_prompt", "", lim.max_prompt_chars),
+        face_detail_denoising_strength=as_float(fields, "face_detail_denoising_strength", 0.4, 0.0, 1.0),
+        face_detail_steps=as_int(fields, "face_detail_steps", 0, 0, lim.max_steps),
+        face_detail_max_faces=as_int(fields, "face_detail_max_faces", 4, 0, 64),
+        face_detail_confidence=as_float(fields, "face_detail_confidence", 0.3, 0.0, 1.0),
+        face_detail_padding=as_int(fields, "face_detail_padding", 32, 0, 512),
+        face_detail_blur=as_int(fields, "face_detail_blur", 4, 0, 128),
+        face_detail_detector=as_str(fields, "face_detail_detector", "haar", 200) or "haar",
+        face_detail_order=face_order(fields),
+        face_detail_width=face_size(fields, "face_detail_width", lim.max_width),
+        face_detail_height=face_size(fields, "face_detail_height", lim.max_height),
         controlnet_units=parse_units(units, lim),
         ip_adapters=parse_adapters(fields.get("ip_adapters"), lim),
-        save_images=_as_bool(fields, "save_images", True),
+        save_images=as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )
-    check_hires_request(req, lim.max_pixels)
+    check_hires(req, lim.max_pixels)
     if task != "txt2img" and req.init_image is None:
         raise UserError(f"{task} needs an input image", field="init_images")
-    if req.init_image is not None:
+    if req.init_image is not None:  # txt2img ignores one, but it is held (and budgeted) all the same
         check_upload(req.init_image, lim, "init_images")
     if req.mask is not None:
         check_upload(req.mask, lim, "mask")

@@ -1,0 +1,218 @@
+"""Guard rails on how the code is laid out (ARCHITECTURE.md): imports point down only, the
+request package stays pure, and modules stay small.
+
+The import graph is read from the source (AST), so an import inside a function counts as
+much as one at the top: a function-level import that hides a cycle is still a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "webui"
+
+# Cycles that exist today and are to be removed (each: the modules of one strongly connected
+# component); a new cycle, or a known one that grows, fails. None are left.
+KNOWN_CYCLES: list[frozenset[str]] = []
+
+MAX_LINES = 400
+# Modules over MAX_LINES today, with their line counts: to be split; none may grow.
+OVERSIZED = {
+    "webui/api.py": 565,
+    "webui/checkpoints.py": 476,
+    "webui/engine.py": 820,
+    "webui/faces.py": 473,
+    "webui/image_meta.py": 860,
+    "webui/infotext.py": 579,
+    "webui/presets.py": 523,
+    "webui/prompt_encoder.py": 503,
+    "webui/styles.py": 538,
+    "webui/translate.py": 724,
+    "webui/upscalers.py": 468,
+}
+# Data, not code: tables that are long because the data is.
+DATA_FILES = {"webui/i18n.py"}
+
+HEAVY = ("torch", "cv2", "gradio", "diffusers", "transformers")
+# What the request package may import from webui, directly or through each other.
+REQUEST_MAY_IMPORT = {"webui.errors", "webui.validate", "webui.settings", "webui.samplers_names", "webui.images",
+                      "webui.image_meta", "webui.infotext", "webui.infotext_entries", "webui.atomic_files"}
+
+
+# ---- the import graph --------------------------------------------------------------------------
+
+def module_files(package: Path = PACKAGE) -> dict[str, Path]:
+    """Dotted name -> file; a package is named by its __init__.py ("webui.request")."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _targets(node: ast.AST, here: str, is_package: bool, modules: dict[str, Path]) -> list[str]:
+    """The modules of this package that one import statement loads. `from P import x` is P.x
+    when that is a module, else P; importing a package is importing its __init__."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    if node.level:
+        base = here.split(".") if is_package else here.split(".")[:-1]
+        base = base[:len(base) - (node.level - 1)]
+        base = ".".join(base + ([node.module] if node.module else []))
+    else:
+        base = node.module or ""
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere in its source (functions included)."""
+    modules = module_files(package)
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            for target in _targets(node, name, path.name == "__init__.py", modules):
+                while target and target not in modules:  # a name in a module: that module
+                    target = target.rpartition(".")[0]
+                if not target or target == package.name:
+                    continue
+                # `import webui.request.face` also runs webui/request/__init__.py: the packages
+                # on the way count too, except those the importing module is inside of.
+                parts = target.split(".")
+                for i in range(2, len(parts) + 1):
+                    step = ".".join(parts[:i])
+                    if step in modules and step != name and not name.startswith(step + "."):
+                        deps.add(step)
+        graph[name] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in graph:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    component.add(m)
+                    if m == node:
+                        break
+                if len(component) > 1:
+                    found.append(frozenset(component))
+    return found
+
+
+def _describe(component: frozenset[str], graph: dict[str, set[str]]) -> str:
+    edges = [f"{a} -> {b}" for a in sorted(component) for b in sorted(graph[a] & component)]
+    return "{" + ", ".join(sorted(component)) + "}: " + "; ".join(edges)
+
+
+def test_no_new_import_cycles():
+    graph = import_graph()
+    assert "webui.request" in graph and "webui.request.generation" in graph["webui.request"]
+    bad = [c for c in cycles(graph) if not any(c <= known for known in KNOWN_CYCLES)]
+    assert not bad, "import cycles among webui modules (function-level imports count):\n" + "\n".join(
+        _describe(c, graph) for c in bad)
+
+
+def test_the_cycle_check_sees_function_level_imports(tmp_path):
+    pkg = tmp_path / "webui"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import x\n")
+    (pkg / "b.py").write_text("def f():\n    from . import a\n")
+    (pkg / "sub" / "__init__.py").write_text("from .c import y\n")
+    (pkg / "sub" / "c.py").write_text("from ..d import z\n")
+    (pkg / "d.py").write_text("def g():\n    from .sub import c\n")
+    graph = import_graph(pkg)
+    assert graph["webui.b"] == {"webui.a"}
+    assert graph["webui.sub"] == {"webui.sub.c"}
+    assert graph["webui.sub.c"] == {"webui.d"}
+    assert graph["webui.d"] == {"webui.sub", "webui.sub.c"}
+    assert sorted(map(sorted, cycles(graph))) == [["webui.a", "webui.b"], ["webui.d", "webui.sub", "webui.sub.c"]]
+
+
+# ---- the request package is pure ---------------------------------------------------------------
+
+def test_importing_the_request_loads_no_engine_or_ui_library():
+    code = ("import sys, webui.request, webui.request.controlnet, webui.request.ipadapter, webui.request.face, "
+            "webui.request.hires; print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"import webui.request loaded {out.stdout.strip()}"
+
+
+def test_the_request_package_imports_only_pure_modules():
+    graph = import_graph()
+    seen, todo = set(), [m for m in graph if m == "webui.request" or m.startswith("webui.request.")]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    outside = {m for m in seen if not m.startswith("webui.request")} - REQUEST_MAY_IMPORT
+    assert not outside, f"the request package reaches {', '.join(sorted(outside))}"
+
+
+# ---- module size ratchet -----------------------------------------------------------------------
+
+def test_modules_stay_small():
+    over, grown, stale = [], [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in DATA_FILES:
+            continue
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        allowed = OVERSIZED.get(rel)
+        if allowed is None and lines > MAX_LINES:
+            over.append(f"{rel} ({lines} lines)")
+        elif allowed is not None and lines > allowed:
+            grown.append(f"{rel} ({lines} lines, allowed {allowed})")
+        elif allowed is not None and lines <= MAX_LINES:
+            stale.append(rel)
+    assert not over, f"modules over {MAX_LINES} lines (split them): {', '.join(over)}"
+    assert not grown, f"oversized modules may not grow: {', '.join(grown)}"
+    assert not stale, f"now under {MAX_LINES} lines, take them off OVERSIZED: {', '.join(stale)}"
+    missing = [p for p in (*OVERSIZED, *DATA_FILES) if not (ROOT / p).is_file()]
+    assert not missing, f"listed modules that no longer exist: {', '.join(missing)}"
