@@ -118,3 +118,15 @@ def test_two_processes_saving_into_one_folder_keep_every_image(tmp_path):
     assert len(files) == 50 and all(not f.startswith(".") for f in files)
     colours = [colour_of(outputs.task_folder(tmp_path, "txt2img") / f) for f in files]
     assert colours.count((0, 0, 0)) == colours.count((200, 0, 0)) == 25
+
+
+def test_a_folder_made_again_with_a_reused_inode_counts_from_its_own_files(tmp_path, monkeypatch):
+    # A day folder deleted and made again can get the same inode back: the remembered number
+    # must not carry over (it did, and numbering jumped; the full suite caught it by chance).
+    monkeypatch.setattr(outputs, "_folder_key", lambda folder: (1, 1))
+    img = Image.new("RGB", (8, 8))
+    first, second = tmp_path / "a", tmp_path / "b"
+    for _ in range(3):
+        outputs.save_numbered(first, lambda n: f"{n:05d}.png", img, None)
+    time.sleep(0.05)  # past the file system's timestamp tick
+    assert outputs.save_numbered(second, lambda n: f"{n:05d}.png", img, None).name == "00000.png"

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # numbers are consecutive.
 save_lock = threading.RLock()
 _NUM = re.compile(r"^(\d{5,})[-.]")
-_counters: OrderedDict[tuple[int, int], int] = OrderedDict()  # folder (st_dev, st_ino) -> next number
+# folder (path, st_dev, st_ino) -> (next number, the folder's mtime when that was known)
+_counters: OrderedDict[tuple[str, int, int], tuple[int, int]] = OrderedDict()
 _COUNTERS_KEPT = 64
 _TRIES = 100  # names found taken in a row before a save gives up (with an OSError)
 
@@ -53,10 +54,16 @@ def scan_next_number(folder: Path) -> int:
     return best + 1
 
 
-def _folder_key(folder: Path) -> tuple[int, int]:
-    # By identity, not name: a day folder deleted and made again starts from its own files.
+def _folder_key(folder: Path) -> tuple[str, int, int]:
     st = folder.stat()
-    return st.st_dev, st.st_ino
+    return str(folder), st.st_dev, st.st_ino
+
+
+def _known_next(folder: Path, key: tuple[str, int, int]) -> int | None:
+    """The remembered next number, while the folder is as this process left it: another
+    writer, or a folder made again (an inode can be reused), changes its mtime."""
+    hit = _counters.pop(key, None)
+    return hit[0] if hit is not None and hit[1] == folder.stat().st_mtime_ns else None
 
 
 def create_png(image: Image.Image, path: Path, infotext: str | None) -> Path:
@@ -76,7 +83,7 @@ def save_numbered(folder: Path, name: Callable[[int], str], image: Image.Image, 
     with save_lock:
         folder.mkdir(parents=True, exist_ok=True)
         key = _folder_key(folder)
-        n = _counters.pop(key, None)
+        n = _known_next(folder, key)
         if n is None:
             n = scan_next_number(folder)
         for _ in range(_TRIES):
@@ -87,16 +94,16 @@ def save_numbered(folder: Path, name: Callable[[int], str], image: Image.Image, 
                 n = max(n + 1, scan_next_number(folder))
                 continue
             except BaseException:
-                _remember(key, n)
+                _remember(folder, key, n)
                 raise
-            _remember(key, n + 1)
+            _remember(folder, key, n + 1)
             return path
-        _remember(key, n)
+        _remember(folder, key, n)
     raise FileExistsError(errno.EEXIST, f"no free file name after {_TRIES} tries", str(folder))
 
 
-def _remember(key: tuple[int, int], n: int) -> None:
-    _counters[key] = n
+def _remember(folder: Path, key: tuple[str, int, int], n: int) -> None:
+    _counters[key] = (n, folder.stat().st_mtime_ns)
     while len(_counters) > _COUNTERS_KEPT:
         _counters.popitem(last=False)
 
