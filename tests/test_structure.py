@@ -22,7 +22,7 @@ KNOWN_CYCLES: list[frozenset[str]] = []
 MAX_LINES = 400
 # Modules over MAX_LINES today, with their line counts: to be split; none may grow.
 OVERSIZED = {
-    "webui/api.py": 565,
+    "webui/api.py": 551,
     "webui/checkpoints.py": 476,
     "webui/engine.py": 820,
     "webui/faces.py": 473,
