@@ -33,7 +33,6 @@ from starlette.concurrency import run_in_threadpool
 
 from . import __version__
 from .api_access import StatusError, caller_dependency, until_disconnect, user_errors
-from .api_access import find_job as find_job_for
 from .api_edge import CheckedRoute
 from .errors import UserError
 from .image_meta import png_bytes_with_infotext
@@ -254,12 +253,12 @@ def build_router(service) -> APIRouter:
             raise _Status(400, f"sd_model_checkpoint {name!r} contains a path; give a title, name or hash from "
                                "/sdapi/v1/sd-models", field="sd_model_checkpoint")
         try:
-            service.catalog.find(name)
+            service.checkpoint_title(name)  # UserError when no checkpoint is called that
         except UserError as e:
             raise _Status(404, str(e), field="sd_model_checkpoint") from None
 
     def find_job(who: Caller, ref: JobRef) -> Job | None:
-        return find_job_for(service.jobs, who, bool(settings.auth), ref.id_task, ref.session_hash)
+        return service.find_job(who, ref.id_task, ref.session_hash)
 
     async def run(request: Request, body: Txt2ImgBody, parse: Callable, who: Caller) -> dict:
         """Parse (in a worker thread: images are decoded there), then generate while watching
@@ -269,7 +268,7 @@ def build_router(service) -> APIRouter:
         task_id = body.force_task_id
         if task_id is not None and not _TASK_ID.match(task_id):
             raise UserError("force_task_id may hold letters, digits and _().:- (at most 100)", field="force_task_id")
-        job = service.jobs.new(who, task_id)
+        job = service.new_job(who, task_id)
         result = await until_disconnect(request, job, lambda: service.generate(req, owner=who, job=job))
         images = [_b64_png(img, info) for img, info in zip(result.images, result.infotexts)] if body.send_images else []
         return {"images": images, "parameters": _echo(body, req), "info": _info(result, req)}
@@ -298,10 +297,9 @@ def build_router(service) -> APIRouter:
 
     @router.get("/options", summary="Current settings (the active checkpoint, ...)")
     def get_options() -> dict:
-        m = service.manager.active
         return {
             "sd_model_checkpoint": service.active_title(),
-            "sd_checkpoint_hash": service.catalog.known_hash(m.ckpt) if m else None,
+            "sd_checkpoint_hash": service.active_hash(),
             "sd_vae": "Automatic",
             "CLIP_stop_at_last_layers": 1,
             "samples_save": True,
@@ -331,16 +329,12 @@ def build_router(service) -> APIRouter:
 
     @router.get("/sd-models", response_model=list[SDModel], summary="Checkpoints in the models folder")
     def sd_models():
-        out = []
-        for c in service.catalog.list():
-            sha = service.catalog.known_hash(c)
-            out.append(SDModel(title=service.catalog.title(c), model_name=c.name, hash=sha[:10] if sha else None,
-                               sha256=sha, filename=c.filename))
-        return out
+        return [SDModel(title=title, model_name=c.name, hash=sha[:10] if sha else None, sha256=sha,
+                        filename=c.filename) for c, title, sha in service.checkpoints()]
 
     @router.post("/refresh-checkpoints", summary="Rescan the checkpoints folder")
     def refresh_checkpoints():
-        service.catalog.refresh()
+        service.refresh_checkpoints()
         return None
 
     @router.get("/samplers", summary="Sampling methods")
@@ -354,28 +348,20 @@ def build_router(service) -> APIRouter:
 
     @router.get("/sd-vae", summary="VAE files in models/VAE")
     def sd_vae() -> list[dict]:  # the listing the loader uses: nothing that links out of models/VAE
-        return [{"model_name": v.name, "filename": str(v.path)} for v in service.manager.vaes.list()]
+        return [{"model_name": v.name, "filename": str(v.path)} for v in service.vae_files()]
 
     @router.get("/loras", summary="LoRA files in models/Lora")
     def loras() -> list[dict]:
         return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": {}}
-                for f in service.manager.loras.list()]
+                for f in service.lora_files()]
 
     @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
     def embeddings() -> dict:
         loaded, skipped = {}, {}
-        m = service.manager.active
-        library = service.manager.embeddings  # the files prompts use, links out of the folders left out
-        for name, path in library.files().items():
-            try:
-                emb = library.get(name, path)
-            except UserError:
-                continue  # a damaged file is left out; a prompt that uses it gets a warning
+        for name, emb, fits in service.embeddings():
             vec = next(iter(emb.vectors.values()))
             item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
                     "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
-            fits = m is None or (emb.is_sdxl == m.is_sdxl and (
-                m.is_sdxl or int(vec.shape[-1]) == m.pipe.text_encoder.config.hidden_size))
             (loaded if fits else skipped)[name] = item
         return {"loaded": loaded, "skipped": skipped}
 

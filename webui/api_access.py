@@ -1,10 +1,6 @@
-"""Who may call the REST API and which jobs a caller reaches.
+"""Who may call the REST API (which jobs a caller reaches: Service.find_job).
 
 - `caller_dependency`: the --auth check (HTTP basic) and the identity.Caller of each request.
-- `find_job`: progress/interrupt/skip address a job by `id_task`, by a UI page's `session_hash`
-  (hashed with the caller's verified user and session cookie, so only that page's own browser
-  reaches it), or else the caller's own latest API job. Under --auth a job of another user is
-  never reached, even by its id.
 - `until_disconnect`: a generation whose client hangs up is stopped (dropped while it waits in
   the GPU queue, interrupted while it runs).
 - `error_response`: UserError -> HTTP 4xx naming the field (429 with Retry-After when rate limited).
@@ -24,7 +20,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.concurrency import run_in_threadpool
 
 from .errors import UserError
-from .identity import Caller, client_address, session_id, ui_owner
+from .identity import Caller, client_address, session_id
 from .jobs import Job
 from .ratelimit import RateLimited
 
@@ -90,18 +86,6 @@ def caller_dependency(settings):
     return caller
 
 
-def find_job(jobs, caller: Caller, auth_on: bool, id_task: str | None, session_hash: str | None) -> Job | None:
-    if id_task:
-        job = jobs.get(id_task)
-        if job is None:
-            return None
-        job_user = getattr(job.caller, "user", None)
-        return job if caller.may_see(job_user, auth_on) else None
-    if session_hash:
-        return jobs.latest_for(ui_owner(caller.user, caller.sid, session_hash))
-    return jobs.latest_for(caller.owner) if caller.owner else None
-
-
 async def until_disconnect(request: Request, job: Job, work: Callable[[], object]):
     """Run work() in a worker thread; if the client disconnects first, stop `job` (the GPU
     queue drops it while it waits, the engine stops it after the current step while it runs)
@@ -125,4 +109,4 @@ async def until_disconnect(request: Request, job: Job, work: Callable[[], object
     return box["result"]
 
 
-__all__ = ["StatusError", "caller_dependency", "error_response", "find_job", "until_disconnect", "user_errors"]
+__all__ = ["StatusError", "caller_dependency", "error_response", "until_disconnect", "user_errors"]

@@ -92,11 +92,7 @@ def upscale(service, image: Image.Image | None, upscaler: str, scale: float = 2.
     height = number(height or 0, "upscaling_resize_h", "upscaling_resize_h", 0, most, integer=True)
     size = target_size(img.size, scale, width, height)
     check_pixel_limit(*size, most, "upscaled image")
-    job = service.jobs.new(owner)
-    try:
-        out = service.queue.call(lambda: service.manager.upscale_image(img, upscaler, size), job)
-    finally:
-        job.state = "done"
+    out = service.upscale_image(img, upscaler, size, owner)
     by_size = bool(width or height)
     params = {
         "Postprocess upscale by": None if by_size else scale,
@@ -115,8 +111,7 @@ def face_detail(service, image: Image.Image | None, fields: dict, owner: str | N
     face_detail_* ...). No face found: the image comes back unchanged, with a warning."""
     img, source_info = _source(image)
     req = service.request({**fields, "init_image": img, "face_detail": True}, "img2img")
-    job = service.jobs.new(owner)
-    r = service.queue.call(lambda: service.manager.detail_faces(req, job), job, req)
+    r = service.detail_faces(req, owner)
     face_params = {k: v for k, v in parse_infotext(r.infotexts[0]).items() if k.startswith("Face detail")}
     info = merge_infotext(source_info, face_params) if source_info else r.infotexts[0]
     result = ExtrasResult(r.images[0], info, warnings=list(r.warnings))

@@ -1,7 +1,9 @@
-"""The one function the UI and the REST API both call: fields in, saved result out.
+"""The front door: the UI and the REST API call Service's methods (fields in, saved result out;
+model listings; jobs) and never reach into its catalog, manager, queue or job registry.
 
 Service holds what the app builds once at start-up (settings, catalog, the pipeline manager,
-the job registry) and passes to the UI and API builders -- there are no other globals.
+the job registry) and passes to the UI and API builders -- there are no other globals. Its job
+methods live in service_jobs.py.
 """
 
 from __future__ import annotations
@@ -12,22 +14,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .catalog import Catalog
+from .catalog import Catalog, Checkpoint
+from .embeddings import Embedding
 from .engine import GenerationResult, PipelineManager
 from .errors import UserError
 from .gpu_queue import GPUQueue, in_caller_context
 from .identity import Caller
 from .jobs import Job, JobRegistry, Snapshot
+from .lora import LoraFile
 from .memory_budget import ClientBudget, check_request, estimate
 from .outputs import save_result
 from .presets import Preset, find_preset, load_presets, normalize_family
 from .prompting import expand_prompts
 from .ratelimit import RateLimiter
 from .request import GenerationRequest, build_request, check_prompt_lengths
+from .service_jobs import ServiceJobs
 from .settings import Settings
 from .spaces import gpu
 from .styles import StyleLibrary, load_style_library
 from .translate import GlossaryTranslator, Translator, make_translator, translate_prompt
+from .vae import VaeFile
 from .validate import check_fields
 
 log = logging.getLogger(__name__)
@@ -41,7 +47,7 @@ DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloure
 
 
 @dataclass
-class Service:
+class Service(ServiceJobs):
     settings: Settings
     catalog: Catalog
     manager: PipelineManager
@@ -269,6 +275,54 @@ class Service:
     def active_title(self) -> str | None:
         m = self.manager.active
         return self.catalog.title(m.ckpt) if m else None
+
+    def active_hash(self) -> str | None:
+        """The active checkpoint's sha256 when known (None when none is loaded or not hashed yet)."""
+        m = self.manager.active
+        return self.catalog.known_hash(m.ckpt) if m else None
+
+    def checkpoints(self) -> list[tuple[Checkpoint, str, str | None]]:
+        """Each checkpoint in the models folder with its title and its sha256 when known."""
+        return [(c, self.catalog.title(c), self.catalog.known_hash(c)) for c in self.catalog.list()]
+
+    def checkpoint_title(self, name: str) -> str:
+        """The title of the checkpoint a title, name or hash finds; UserError when none does."""
+        return self.catalog.title(self.catalog.find(name))
+
+    def refresh_checkpoints(self) -> None:
+        """Rescan the checkpoints folder."""
+        self.catalog.refresh()
+
+    def vae_files(self) -> list[VaeFile]:
+        """The VAE files the loader may use (nothing that links out of models/VAE)."""
+        return self.manager.vaes.list()
+
+    def vae_names(self) -> list[str]:
+        """The VAE choices: "Automatic", then the files."""
+        return self.manager.vaes.names()
+
+    def lora_files(self) -> list[LoraFile]:
+        """The LoRA files in models/Lora."""
+        return self.manager.loras.list()
+
+    def embedding_names(self) -> list[str]:
+        """The names of the embeddings prompts may use, sorted case-insensitively."""
+        return sorted(self.manager.embeddings.files(), key=str.lower)
+
+    def embeddings(self) -> list[tuple[str, Embedding, bool]]:
+        """Each readable embedding (name, embedding, whether the active model can use it); a
+        damaged file is left out (a prompt that uses it gets a warning)."""
+        m, out = self.manager.active, []
+        library = self.manager.embeddings  # the files prompts use, links out of the folders left out
+        for name, path in library.files().items():
+            try:
+                emb = library.get(name, path)
+            except UserError:
+                continue
+            width = int(next(iter(emb.vectors.values())).shape[-1])
+            out.append((name, emb, m is None or (emb.is_sdxl == m.is_sdxl and (
+                m.is_sdxl or width == m.pipe.text_encoder.config.hidden_size))))
+        return out
 
 
 def load_all_presets(user_dir: Path, style_names: list[str]) -> tuple[dict[str, Preset], list[str]]:

@@ -40,13 +40,13 @@ def build_ui(service) -> gr.Blocks:
         with gr.Row(equal_height=True):
             checkpoint = gr.Dropdown(service.checkpoint_titles(), value=service.active_title(),
                                      label=t("checkpoint"), elem_id="sd_checkpoint", scale=6)
-            sd_vae = gr.Dropdown(service.manager.vaes.names(), value="Automatic", label=t("sd_vae"), elem_id="sd_vae",
+            sd_vae = gr.Dropdown(service.vae_names(), value="Automatic", label=t("sd_vae"), elem_id="sd_vae",
                                  scale=3, info=t("sd_vae_info"))
             refresh = gr.Button("🔄", elem_id="refresh_checkpoints", scale=0, min_width=48)
 
         def refresh_list(vae):
-            service.catalog.refresh()
-            vaes = service.manager.vaes.names()
+            service.refresh_checkpoints()
+            vaes = service.vae_names()
             return (gr.Dropdown(choices=service.checkpoint_titles(), value=service.active_title()),
                     gr.Dropdown(choices=vaes, value=vae if vae in vaes else "Automatic"))
 

@@ -108,13 +108,13 @@ def job_buttons(service, tab: str) -> tuple[gr.Button, gr.Button]:
 
     def do_interrupt(request: gr.Request):
         """Stop this session's generation now; finished images are kept."""
-        n = service.jobs.interrupt(owner_of(service, request))
+        n = service.interrupt_jobs(owner_of(service, request))
         gr.Info("Stopping after this step; finished images are kept" if n else "Nothing of yours is running")
         return None
 
     def do_skip(request: gr.Request):
         """Drop the image being made in this session's generation and go on with the next one."""
-        n = service.jobs.skip(owner_of(service, request))
+        n = service.skip_jobs(owner_of(service, request))
         gr.Info("Skipping to the next image" if n else "Nothing of yours is running")
         return None
 

@@ -91,7 +91,7 @@ def build(service, shared):
                       buttons=["copy"])
 
     def load_session(request: gr.Request):
-        items = service.jobs.history(owner_of(service, request))[::-1]  # newest first
+        items = service.history(owner_of(service, request))[::-1]  # newest first
         gallery = [(img if not isinstance(img, Path) else str(img), None) for img, _ in items]
         return gallery, [(str(img) if isinstance(img, Path) else img, text) for img, text in items]
 

@@ -42,12 +42,12 @@ def toggle_word(prompt: str, word: str) -> str:
 
 def _lora_samples(service, text: str = "") -> list[list[str]]:
     text = (text or "").lower()
-    return [[f.rel] for f in service.manager.loras.list() if text in f.rel.lower()] or [[""]]
+    return [[f.rel] for f in service.lora_files() if text in f.rel.lower()] or [[""]]
 
 
 def _embedding_samples(service, text: str = "") -> list[list[str]]:
     text = (text or "").lower()
-    return [[n] for n in sorted(service.manager.embeddings.files(), key=str.lower) if text in n.lower()] or [[""]]
+    return [[n] for n in service.embedding_names() if text in n.lower()] or [[""]]
 
 
 def build(service, prompt: gr.Textbox, negative: gr.Textbox, tab: str) -> None:

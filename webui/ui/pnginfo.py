@@ -81,7 +81,7 @@ def send_updates(service, fields: dict, targets: dict, checkpoint=None, controln
         for key in ("sd_model_hash", "sd_model_name"):
             if fields.get(key):
                 try:
-                    title = service.catalog.title(service.catalog.find(str(fields[key])))
+                    title = service.checkpoint_title(str(fields[key]))
                     break
                 except UserError:
                     continue
