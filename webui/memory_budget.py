@@ -36,7 +36,7 @@ MIB = 1 << 20
 # pasted image and the mask, blended in bands of rows (measured: +336 MiB peak, 21 bytes a
 # pixel, for a 4096x4096 input).
 PASTE_BYTES_PER_PIXEL = 24
-INPAINT_RESULT_BYTES_PER_PIXEL = 5
+INPAINT_RESULT_BYTES_PER_PIXEL = 9
 
 
 def image_bytes(img) -> int:
@@ -96,8 +96,10 @@ def estimate(req, batch_size: int | None = None, image_count: int | None = None)
     if req.task == "inpaint" and req.init_image is not None:
         per_batch += out_px * PASTE_BYTES_PER_PIXEL  # one result at a time is pasted back
     # An inpaint's results come from pasting at the input's size, one after another; each adds
-    # about 5 bytes a pixel to the process (measured: 4096x4096 at batch 1 and batch 8 differ by
-    # 79 MiB a result), not just its 3 bytes of RGB.
+    # more than its 3 bytes of RGB to the process's peak (the allocators keep freed buffers).
+    # Measured with benchmarks/request_memory.py at 4096x4096: batch 1, 4, 6, 8 grew the peak by
+    # 504, 850, 1229 and 1070 MiB (uploads of 64 MiB come on top); 9 bytes a pixel keeps the
+    # estimate above all of them.
     per_result = INPAINT_RESULT_BYTES_PER_PIXEL if req.task == "inpaint" and req.init_image is not None else 3
     return Estimate(inputs, count * out_px * per_result, per_batch, count, (out_w, out_h))
 
