@@ -11,7 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from webui.service import Service
+    from webui.serving.service import Service
     from webui.settings import settings_from_args
     from webui.ui import build_ui, launch_kwargs
 

@@ -124,7 +124,7 @@ def build_pipeline(family: str):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from webui.checkpoints import CONFIGS_DIR, tokenizers_for
+    from webui.models.checkpoints import CONFIGS_DIR, tokenizers_for
 
     cfg = CONFIGS_DIR / family
     js = lambda p: json.loads((cfg / p).read_text())  # noqa: E731
@@ -199,7 +199,7 @@ def stats(times):
 # ---- the app's path ------------------------------------------------------------------------
 
 def make_service(models_dir: Path, **settings):
-    from webui.service import Service
+    from webui.serving.service import Service
     from webui.settings import Settings
 
     s = Settings(models_dir=models_dir, outputs_dir=models_dir.parent / "outputs", device="cuda", dtype="fp16",
@@ -472,7 +472,7 @@ def part_api(rec: Recorder, scratch: Path, runs: int = 15, size: int = 512):
 
     from gradio_client import Client
 
-    from webui.service import Service
+    from webui.serving.service import Service
     from webui.settings import Settings
     from webui.ui import build_ui, launch_kwargs
 

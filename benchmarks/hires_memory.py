@@ -67,10 +67,10 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from webui import hires
+    from webui.engine.stages import hires
     from webui.errors import UserError
-    from webui.memory import stage_peak
-    from webui.service import Service
+    from webui.engine.memory import stage_peak
+    from webui.serving.service import Service
     from webui.settings import Settings
 
     tmp = Path(tempfile.mkdtemp())
@@ -78,7 +78,7 @@ def main() -> None:
     (models / "ESRGAN").mkdir(parents=True)
     t = time.perf_counter()
     if args.tiny:
-        from webui.tiny_models import build_tiny_model
+        from webui.models.tiny_models import build_tiny_model
         folder = build_tiny_model("sd1", tmp / "tiny").folder
     else:
         folder = build_sd15(models / "Stable-diffusion" / "sd15-random")

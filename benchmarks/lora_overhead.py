@@ -3,7 +3,7 @@ adapter, and the denoising time with a LoRA active (unfused) against none.
 
 Full-size SD1.5 architecture with random weights (no download), fp16 on the GPU when there is
 one; a random rank-R LoRA on every attention projection of the UNet and text encoder, saved in
-kohya format and loaded the way the engine does (webui.lora.AdapterSet):
+kohya format and loaded the way the engine does (webui.engine.extensions.lora.AdapterSet):
 
     python benchmarks/lora_overhead.py [--rank 32] [--steps 20] [--size 512] [--runs 5]
     python benchmarks/lora_overhead.py --tiny --size 64 --steps 4   # the tiny model, CPU-friendly
@@ -37,13 +37,13 @@ def main() -> None:
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from webui import checkpoints as ck
-    from webui.lora import AdapterSet, LoraFile
+    from webui.models import checkpoints as ck
+    from webui.engine.extensions.lora import AdapterSet, LoraFile
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.float16 if dev == "cuda" else torch.float32
     if a.tiny:
-        from webui.tiny_models import build_tiny_pipeline
+        from webui.models.tiny_models import build_tiny_pipeline
         pipe = build_tiny_pipeline("sd1").to(dev, dtype)
     else:
         tok = ck.tokenizers_for("sd1")["tokenizer"]

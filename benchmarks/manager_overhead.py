@@ -37,7 +37,7 @@ def main() -> None:
     import torch
     from diffusers import EulerDiscreteScheduler
 
-    from webui.service import Service
+    from webui.serving.service import Service
     from webui.settings import Settings
 
     root = Path(tempfile.mkdtemp())

@@ -35,7 +35,7 @@ def build_full_size_sd15(out: Path) -> Path:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from webui import checkpoints as ck
+    from webui.models import checkpoints as ck
 
     torch.manual_seed(0)
     pipe = ck.pipeline_class("sd1")(
@@ -62,7 +62,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from webui.service import Service
+    from webui.serving.service import Service
     from webui.settings import Settings
 
     tmp = Path(tempfile.mkdtemp())

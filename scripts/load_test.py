@@ -99,7 +99,7 @@ class DemoServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         models = workdir / "models"
-        from webui.tiny_models import ensure_demo_model
+        from webui.models.tiny_models import ensure_demo_model
         first = ensure_demo_model(models)
         shutil.copy(first, first.with_name(MODEL_B + ".safetensors"))
         env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
@@ -228,8 +228,8 @@ def _mask(size: int) -> Image.Image:
 
 
 def _infotext_of(img_source) -> dict:
-    from webui.image_meta import read_infotext
-    from webui.infotext import parse_infotext
+    from webui.metadata.image_meta import read_infotext
+    from webui.metadata.infotext import parse_infotext
     text, _ = read_infotext(img_source)
     return parse_infotext(text or "")
 

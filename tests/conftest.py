@@ -14,7 +14,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """family -> TinyModel (diffusers folder + original-layout .safetensors), built once per session."""
-    from webui.tiny_models import build_tiny_model
+    from webui.models.tiny_models import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny-models")
     return {family: build_tiny_model(family, out) for family in ("sd1", "sd1-inpaint", "sdxl")}
@@ -59,7 +59,7 @@ def build_lora(family: str, seed: int, out_dir, name: str, text_encoder: bool = 
     from peft import LoraConfig, get_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
-    from webui.tiny_models import build_tiny_pipeline
+    from webui.models.tiny_models import build_tiny_pipeline
 
     pipe = build_tiny_pipeline(family)
     unet_cfg = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, init_lora_weights=False,

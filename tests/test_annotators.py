@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from test_controlnet import cpu_service, edges_image, gen, px, sd1_models_dir, unit
-from webui import annotators
+from webui.models import annotators
 from webui.errors import UserError
-from webui.poses import load_poses
-from webui.service import Service
+from webui.imaging.poses import load_poses
+from webui.serving.service import Service
 
 
 def body_pose_layers() -> list[tuple[str, int, int, int]]:
@@ -153,7 +153,7 @@ def test_preprocessor_makes_a_map_and_runs_through_a_generation(service, module)
     if module == "openpose_full":
         assert any("body skeleton only" in w for w in r.warnings)
     if module in ("openpose", "lineart", "depth_midas"):  # a map at another aspect than the picture's
-        from webui.controlnet import control_image, parse_units
+        from webui.engine.extensions.controlnet import control_image, parse_units
 
         (parsed,) = parse_units([u])
         cmap = control_image(parsed, 96, 64, cache)
@@ -224,7 +224,7 @@ def test_decoder_finds_each_person_and_their_keypoints(keys):
 
 
 def test_decoded_people_are_drawn_as_library_skeletons():
-    from webui.poses import render_pose
+    from webui.imaging.poses import render_pose
 
     poses, _ = load_poses()
     h = 160
@@ -283,7 +283,7 @@ def test_depth_map_is_normalised_and_follows_the_network(service):
 
 def test_depth_converter_covers_every_tensor_of_the_real_layout():
     """The real file's names and sizes (no weights needed: shapes only) map onto the model."""
-    from webui.depth import config_for, to_transformers
+    from webui.models.depth import config_for, to_transformers
 
     shapes = midas_shapes()
     sd = {k: torch.empty(s, device="meta") for k, s in shapes.items()}

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from webui.image_meta import png_bytes_with_infotext, read_infotext
-from webui.service import Service
+from webui.metadata.image_meta import png_bytes_with_infotext, read_infotext
+from webui.serving.service import Service
 from webui.settings import Settings
 
 API = "/sdapi/v1"
@@ -260,7 +260,7 @@ def test_png_info_on_this_apps_images_and_jpeg(http, server, tmp_path):
     # JPEG with EXIF UserComment, through the named Gradio endpoint too.
     from gradio_client import Client, handle_file
 
-    from webui.image_meta import image_bytes_with_infotext
+    from webui.metadata.image_meta import image_bytes_with_infotext
     jpg = image_bytes_with_infotext(Image.new("RGB", (16, 16), "red"), text, "JPEG")
     path = tmp_path / "x.jpg"
     path.write_bytes(jpg)

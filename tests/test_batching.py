@@ -12,8 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
-from webui.jobs import Job
-from webui.service import Service
+from webui.engine.jobs import Job
+from webui.serving.service import Service
 from webui.settings import Settings
 
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from webui import checkpoints as ck
-from webui import tiny_models as tm
+from webui.models import checkpoints as ck
+from webui.models import tiny_models as tm
 from webui.errors import UserError
 
 ALL_FAMILIES = ["sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sdxl-inpaint"]

@@ -15,19 +15,19 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from webui import controlnet
+from webui.engine.extensions import controlnet
 from webui.errors import UserError
-from webui.infotext import parse_infotext
-from webui.service import Service
+from webui.metadata.infotext import parse_infotext
+from webui.serving.service import Service
 from webui.settings import Settings
 
 
 def build_tiny_controlnet(family: str, out: Path, name: str) -> None:
-    """The tiny ControlNet (webui.tiny_models), saved as a diffusers folder and as one
+    """The tiny ControlNet (webui.models.tiny_models), saved as a diffusers folder and as one
     diffusers-layout .safetensors (how SDXL ControlNets are usually shipped)."""
     from safetensors.torch import save_file
 
-    from webui.tiny_models import build_tiny_controlnet as build
+    from webui.models.tiny_models import build_tiny_controlnet as build
 
     net = build(family)
     net.save_pretrained(out / f"{name}-folder")
@@ -69,7 +69,7 @@ def build_tiny_ip_adapter(family: str, folder: Path, variant: str = "base", name
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from webui.tiny_models import build_tiny_pipeline
+    from webui.models.tiny_models import build_tiny_pipeline
 
     unet = build_tiny_pipeline(family).unet
     cross = unet.config.cross_attention_dim
@@ -313,7 +313,7 @@ def test_txt2img_endpoint_and_rest_api_take_units(service, launch_app):
 
 
 def test_infotext_restores_the_units(service):
-    from webui.infotext import infotext_to_fields
+    from webui.metadata.infotext import infotext_to_fields
 
     r = gen(service, units=[unit(image=None, pose="seated", weight=0.6, guidance_end=0.7,
                                  control_mode="ControlNet is more important", resize_mode="Just Resize")])
@@ -362,7 +362,7 @@ def test_ip_adapter_bad_input(service):
 
 
 def test_requests_with_units_never_share_a_batch(service):
-    from webui.gpu_queue import batch_key
+    from webui.serving.gpu_queue import batch_key
 
     plain = service.request(dict(prompt="a", width=64, height=64))
     assert batch_key(plain) is not None
@@ -387,8 +387,9 @@ def test_hires_fix_keeps_the_units(service):
 @pytest.mark.parametrize("upscaler", ["Lanczos", "Latent"])
 def test_hires_pass_itself_follows_the_unit(service, upscaler):
     """The same first-pass latents into the hires pass: only the pass's ControlNet differs."""
-    from webui import hires, tasks
-    from webui.jobs import Job
+    from webui.engine.stages import hires
+    from webui.engine import tasks
+    from webui.engine.jobs import Job
 
     manager = service.manager
     model = manager.ensure_model("alpha")

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # The same tiny ControlNet / IP-Adapter models and helpers as the engine tests.
 from test_controlnet import edges_image, face_ref, gen, models_dir, px, service, unit  # noqa: E402,F401
 
-from webui import controlnet  # noqa: E402
+from webui.engine.extensions import controlnet  # noqa: E402
 
 
 def picture(size=(64, 64)) -> Image.Image:
@@ -77,7 +77,7 @@ def test_img2img_and_inpaint_endpoints_take_controlnet_units(ui, service, tmp_pa
         assert np.abs(plain - zero).max() <= 1, name  # weight 0 is the plain image
         assert np.abs(plain - strong).mean() > 1, name  # weight 1.5 steers it
         if name == "/inpaint":  # and only the masked part changes
-            from webui.tasks import blur_mask
+            from webui.engine.tasks import blur_mask
 
             outside = np.asarray(blur_mask(square_mask((80, 64)), 4)) == 0
             assert np.abs(strong - px(picture((80, 64))))[outside].max() <= 1
@@ -124,7 +124,7 @@ def test_only_masked_inpaint_crops_the_control_map_like_the_picture(service):
     assert np.abs(seen(image=edges_image(original)) - crop).mean() < 2
     assert np.abs(seen(image=edges_image(original).resize((256, 192), Image.NEAREST)) - crop).mean() < 2
     # A pose is drawn over the whole picture and cropped the same way, not squeezed into the crop.
-    from webui.poses import render_by_key
+    from webui.imaging.poses import render_by_key
 
     pose = seen(image=None, pose="standing")
     assert np.abs(pose - np.asarray(render_by_key("standing", *original).crop(region)).astype(int)).mean() < 2

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from webui import detailer
-from webui.faces import FaceBox, make_detector
-from webui.jobs import Job
-from webui.service import Service
+from webui.engine.stages import detailer
+from webui.models.faces import FaceBox, make_detector
+from webui.engine.jobs import Job
+from webui.serving.service import Service
 from webui.settings import Settings
 
 skdata = pytest.importorskip("skimage.data")

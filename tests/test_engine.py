@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from webui.errors import UserError
-from webui.image_meta import read_infotext
-from webui.infotext import infotext_to_fields, parse_infotext
-from webui.service import Service
+from webui.metadata.image_meta import read_infotext
+from webui.metadata.infotext import infotext_to_fields, parse_infotext
+from webui.serving.service import Service
 from webui.settings import Settings
 
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from webui import extras
+from webui.serving import extras
 from webui.errors import UserError
-from webui.image_meta import read_infotext, save_png
-from webui.service import Service
+from webui.metadata.image_meta import read_infotext, save_png
+from webui.serving.service import Service
 from webui.settings import Limits, Settings
 
-if importlib.util.find_spec("spandrel") is None:  # loaded through webui.upscalers (torchvision-free)
+if importlib.util.find_spec("spandrel") is None:  # loaded through webui.models.upscalers (torchvision-free)
     pytest.skip("spandrel is not installed", allow_module_level=True)
 from test_upscalers import rrdbnet_state_dict  # noqa: E402  (the same tiny ESRGAN fixture)
 

@@ -2,7 +2,7 @@ import pytest
 from PIL import Image
 
 from webui.errors import UserError
-from webui.faces import (
+from webui.models.faces import (
     FaceBox,
     FaceDetector,
     HaarFaceDetector,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from webui import fast
-from webui.jobs import Job
-from webui.service import Service
+from webui.engine import fast
+from webui.engine.jobs import Job
+from webui.serving.service import Service
 from webui.settings import Settings, settings_from_args
 
 

@@ -27,8 +27,8 @@ from PIL import Image
 
 from webui.errors import UserError
 from webui.request import TASKS, GenerationRequest, build_request
-from webui.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
-from webui.service import Service
+from webui.engine.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
+from webui.serving.service import Service
 from webui.settings import Limits, Settings
 
 API = "/sdapi/v1"

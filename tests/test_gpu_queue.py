@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webui.gpu_queue import GPUQueue, batch_key
-from webui.jobs import Job
+from webui.serving.gpu_queue import GPUQueue, batch_key
+from webui.engine.jobs import Job
 from webui.request import GenerationRequest
-from webui.service import Service
+from webui.serving.service import Service
 from webui.settings import Settings
 
 

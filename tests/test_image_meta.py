@@ -11,9 +11,9 @@ import zlib
 import pytest
 from PIL import Image, PngImagePlugin
 
-from webui import image_meta
+from webui.metadata import image_meta
 from webui.errors import UserError
-from webui.image_meta import (
+from webui.metadata.image_meta import (
     comfyui_to_infotext,
     decode_user_comment,
     exif_bytes_with_infotext,
@@ -24,7 +24,7 @@ from webui.image_meta import (
     save_image,
     save_png,
 )
-from webui.infotext import build_infotext, infotext_to_fields, parse_infotext
+from webui.metadata.infotext import build_infotext, infotext_to_fields, parse_infotext
 
 CHINESE = build_infotext(
     "一位老渔夫的肖像，油画, (戏剧性的轮廓光:1.2)\n第二行 😀",

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from webui import tasks
+from webui.engine import tasks
 from webui.errors import UserError
-from webui.image_meta import read_infotext
-from webui.images import combine_masks, editor_mask, load_mask, load_upload
-from webui.infotext import parse_infotext
-from webui.masks import blur_mask
-from webui.service import Service
+from webui.metadata.image_meta import read_infotext
+from webui.imaging.images import combine_masks, editor_mask, load_mask, load_upload
+from webui.metadata.infotext import parse_infotext
+from webui.imaging.masks import blur_mask
+from webui.serving.service import Service
 from webui.settings import Limits, Settings
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from webui.infotext import build_infotext, infotext_to_fields, parse_infotext
+from webui.metadata.infotext import build_infotext, infotext_to_fields, parse_infotext
 from webui.samplers_names import (
     A1111_SAMPLERS,
     SAMPLERS,

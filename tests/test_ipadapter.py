@@ -13,7 +13,7 @@ import torch
 
 from test_controlnet import build_tiny_ip_adapter, cpu_service, face_ref, gen, px, sd1_models_dir, unit
 from webui.errors import UserError
-from webui.service import Service
+from webui.serving.service import Service
 from webui.settings import Settings
 
 VARIANTS = (("base", ".safetensors"), ("plus", ".safetensors"), ("plus-face", ".bin"), ("full-face", ".bin"))

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from webui.image_meta import read_infotext
-from webui.infotext import infotext_to_fields
-from webui.jobs import Job
-from webui.service import Service
+from webui.metadata.image_meta import read_infotext
+from webui.metadata.infotext import infotext_to_fields
+from webui.engine.jobs import Job
+from webui.serving.service import Service
 from webui.settings import Settings
 
 
@@ -146,7 +146,7 @@ def tiny_taesd(seed=0):
 
 
 def test_taesd_folder_is_found_and_decodes_like_the_model(tmp_path):
-    from webui.previews import Previewer
+    from webui.engine.previews import Previewer
     model = tiny_taesd()
     model.save_pretrained(tmp_path / "VAE-approx" / "taesd")
     p = Previewer(tmp_path)
@@ -166,7 +166,7 @@ def test_taesd_decoder_file_in_original_layout_loads(tmp_path):
     """The published taesd_decoder files are an nn.Sequential whose index 0 is a clamp."""
     from diffusers import AutoencoderTiny
     from safetensors.torch import save_file
-    from webui.previews import find_taesd, load_taesd
+    from webui.engine.previews import find_taesd, load_taesd
     torch.manual_seed(3)
     source = AutoencoderTiny().eval()
     original = {f"{int(k.split('.')[1]) + 1}.{k.split('.', 2)[2]}": v.contiguous()
@@ -193,7 +193,7 @@ def test_engine_uses_taesd_for_previews_when_present(models_dir, tmp_path):
 
 
 def test_fitted_latent_rgb_factors_describe_the_vae(service):
-    from webui.previews import LATENT_RGB, fit_latent_rgb
+    from webui.engine.previews import LATENT_RGB, fit_latent_rgb
     vae = service.manager.active.pipe.vae
     lat = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     w, b = fit_latent_rgb(vae, lat)
@@ -233,7 +233,7 @@ def submit(c, **fields):
 
 def owner(c) -> str:
     """The server-side owner key of a gradio_client's page (its session cookie + session_hash)."""
-    from webui.identity import SESSION_COOKIE, ui_owner
+    from webui.serving.identity import SESSION_COOKIE, ui_owner
     return ui_owner(None, c.cookies.get(SESSION_COOKIE, ""), c.session_hash)
 
 
@@ -303,7 +303,7 @@ def test_previews_stream_to_the_gallery_while_running(server):
 
 
 def test_rate_limit_refuses_with_a_message(server, service):
-    from webui.ratelimit import RateLimiter
+    from webui.serving.ratelimit import RateLimiter
     a = client(server)
     service.rate = RateLimiter(1)
     try:
@@ -316,7 +316,7 @@ def test_rate_limit_refuses_with_a_message(server, service):
 
 def test_rate_limiter_window():
     from webui.errors import UserError
-    from webui.ratelimit import RateLimiter
+    from webui.serving.ratelimit import RateLimiter
     now = [0.0]
     rl = RateLimiter(2, clock=lambda: now[0])
     rl.admit("x")
@@ -357,7 +357,7 @@ def test_zero_gpu_wraps_with_a_duration_from_the_request(monkeypatch, service):
     """A stand-in `spaces` module (the real one exists only on Spaces) records the duration."""
     import sys
     import types
-    from webui.spaces import estimate_seconds, gpu
+    from webui.serving.spaces import estimate_seconds, gpu
     seen = {}
 
     def GPU(duration):
@@ -412,7 +412,7 @@ def tiny_safety_checker(folder: Path, flag_everything: bool) -> None:
 
 
 def test_safety_filter_seam_with_a_tiny_stand_in(models_dir, tmp_path, service):
-    from webui.safety import SafetyFilter, load_safety_filter
+    from webui.models.safety import SafetyFilter, load_safety_filter
     root = tmp_path / "models"
     shutil.copytree(models_dir, root)
     with pytest.raises(SystemExit, match="cannot be enabled"):

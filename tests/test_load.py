@@ -45,7 +45,7 @@ def test_mixed_load_every_request_answered_and_no_image_mixed_up(server, tmp_pat
 
 
 def test_mixup_check_catches_an_image_with_another_seed():
-    from webui.image_meta import png_bytes_with_infotext
+    from webui.metadata.image_meta import png_bytes_with_infotext
     text = "portrait\nSteps: 2, Sampler: Euler a, CFG scale: 5, Seed: {}, Size: 64x64, Model: demo-tiny-sd15"
     img = Image.new("RGB", (64, 64))
     mine, theirs = (io.BytesIO(png_bytes_with_infotext(img, text.format(s))) for s in (100, 200))

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from webui.errors import UserError
-from webui.infotext import parse_infotext
-from webui.lora import LoraLibrary, family_mismatch, weights_hash
-from webui.service import Service
+from webui.metadata.infotext import parse_infotext
+from webui.engine.extensions.lora import LoraLibrary, family_mismatch, weights_hash
+from webui.serving.service import Service
 from webui.settings import Settings
 
 PROMPT = "portrait of an old sailor"

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from webui.errors import UserError
-from webui.faces import FaceBox
-from webui.masks import (
+from webui.models.faces import FaceBox
+from webui.imaging.masks import (
     FILL_MODES,
     blur_mask,
     composite,

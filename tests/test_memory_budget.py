@@ -17,12 +17,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from webui.api import attach_api
-from webui.engine import GenerationResult
+from webui.api.routes import attach_api
+from webui.engine.manager import GenerationResult
 from webui.errors import UserError
-from webui.jobs import JobRegistry
+from webui.engine.jobs import JobRegistry
 from webui.request import GenerationRequest
-from webui.service import Service
+from webui.serving.service import Service
 from webui.settings import Limits, Settings, settings_from_args
 
 SMALL = dict(prompt="a face", steps=2, width=64, height=64, sampler_name="Euler", save_images=False)
@@ -157,9 +157,9 @@ def test_history_memory_stays_under_its_byte_bounds_after_many_big_results():
 
 
 def test_one_client_cannot_park_more_than_twice_the_request_budget_in_the_queue(service):
-    from webui.identity import Caller
-    from webui.memory_budget import estimate
-    from webui.ratelimit import RateLimited
+    from webui.serving.identity import Caller
+    from webui.serving.memory_budget import estimate
+    from webui.serving.ratelimit import RateLimited
     small = with_limit(service, 1 << 30)
     req = small.request({**SMALL, "width": 256, "height": 256, "batch_size": 2})
     need = estimate(req).total

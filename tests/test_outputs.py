@@ -13,8 +13,8 @@ import time
 import pytest
 from PIL import Image
 
-from webui import extras, outputs
-from webui.engine import GenerationResult
+from webui.serving import extras, outputs
+from webui.engine.manager import GenerationResult
 from webui.request import GenerationRequest
 
 DEFAULT_WRITE = inspect.signature(outputs.save_result).parameters["write"].default

@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from test_controlnet import build_tiny_ip_adapter, cpu_service, edges_image, face_ref, sd1_models_dir
-from webui.jobs import Job
+from webui.engine.jobs import Job
 
 BASELINE = Path(__file__).parent / "data" / "pixel_baseline.json"
 RECORD = os.environ.get("RECORD_PIXEL_BASELINE") == "1"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from webui.errors import UserError
-from webui.image_meta import read_infotext
-from webui.infotext import infotext_to_fields, parse_infotext
-from webui.presets import load_presets
-from webui.service import Service
+from webui.metadata.image_meta import read_infotext
+from webui.metadata.infotext import infotext_to_fields, parse_infotext
+from webui.prompts.presets import load_presets
+from webui.serving.service import Service
 from webui.settings import Settings
 from webui.ui.presets_panel import preset_updates, translation_fields
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from webui import poses
+from webui.imaging import poses
 from webui.errors import UserError
 
 REQUIRED = {"headshot_front", "headshot_three_quarter", "headshot_profile", "half_body", "arms_crossed",

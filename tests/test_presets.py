@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from webui.errors import UserError
-from webui.presets import (
+from webui.prompts.presets import (
     FAMILIES,
     KNOWN_SAMPLERS,
     KNOWN_SCHEDULERS,
@@ -14,7 +14,7 @@ from webui.presets import (
     load_presets,
     normalize_family,
 )
-from webui.styles import BUILTIN_STYLES, apply_styles
+from webui.prompts.styles import BUILTIN_STYLES, apply_styles
 
 REQUIRED_LOOKS = {
     "Photoreal Headshot", "Studio Portrait", "Cinematic Portrait", "Fashion Editorial",

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from webui.embeddings import Embedding, load_embedding, load_embeddings_dir
+from webui.models.embeddings import Embedding, load_embedding, load_embeddings_dir
 from webui.errors import UserError
-from webui.prompt_encoder import CHUNK_LENGTH, encode_prompts, tokenize_prompt
+from webui.prompts.prompt_encoder import CHUNK_LENGTH, encode_prompts, tokenize_prompt
 
 SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "webui" / "configs" / "clip_tokenizer"
 # Words the fallback vocab merges into single tokens, like the real CLIP vocab does.

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from webui.embeddings import EmbeddingLibrary
+from webui.models.embeddings import EmbeddingLibrary
 from webui.errors import UserError
-from webui.infotext import parse_infotext
-from webui.service import Service
+from webui.metadata.infotext import parse_infotext
+from webui.serving.service import Service
 from webui.settings import Settings
 
 PROMPT = "portrait of an old sailor"

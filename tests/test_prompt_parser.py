@@ -2,7 +2,7 @@
 
 import pytest
 
-from webui.prompt_parser import BREAK, extract_loras, is_break, parse_prompt, parse_weights
+from webui.prompts.prompt_parser import BREAK, extract_loras, is_break, parse_prompt, parse_weights
 
 
 def approx_segments(segments):
@@ -176,6 +176,6 @@ def test_warning_positions_count_in_the_typed_prompt():
 def test_docstring_examples():
     import doctest
 
-    import webui.prompt_parser as module
+    import webui.prompts.prompt_parser as module
 
     assert doctest.testmod(module).failed == 0

@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from webui.errors import UserError
-from webui.images import decode_base64_image, open_upload
-from webui.jobs import Job
-from webui.model_files import resolve as resolve_model
-from webui.outputs import resolve_output, save_result
-from webui.service import Service
+from webui.imaging.images import decode_base64_image, open_upload
+from webui.engine.jobs import Job
+from webui.models.model_files import resolve as resolve_model
+from webui.serving.outputs import resolve_output, save_result
+from webui.serving.service import Service
 from webui.settings import LIMIT_FLAGS, Limits, Settings, settings_from_args
 
 
@@ -220,7 +220,7 @@ def test_lora_vae_embedding_names_stay_in_their_folder(model_tree, kind, exts):
 
 def test_embedding_folder_skips_links_out(tmp_path):
     from safetensors.torch import save_file
-    from webui.embeddings import load_embeddings_dir
+    from webui.models.embeddings import load_embeddings_dir
     folder = tmp_path / "embeddings"
     folder.mkdir()
     save_file({"emb_params": torch.ones(2, 32)}, str(folder / "good.safetensors"))
@@ -233,7 +233,7 @@ def test_embedding_folder_skips_links_out(tmp_path):
 
 
 def test_upscaler_names_stay_in_their_folder(model_tree):
-    from webui.upscalers import resolve_model_file
+    from webui.models.upscalers import resolve_model_file
     (model_tree / "ESRGAN" / "good.pt").unlink()
     assert resolve_model_file("good", model_tree).name == "good.safetensors"
     for name in TRAVERSAL + ["escape"]:
@@ -264,7 +264,7 @@ def test_checkpoint_names_stay_in_their_folder(service, models_dir, tmp_path):
 
 
 def test_preset_names_are_looked_up_not_opened():
-    from webui.presets import find_preset, load_presets
+    from webui.prompts.presets import find_preset, load_presets
     presets, _ = load_presets()
     for name in TRAVERSAL + ["../presets/" + next(iter(presets.values())).id + ".json"]:
         with pytest.raises(UserError):
@@ -286,7 +286,7 @@ def test_output_files_stay_in_the_outputs_folder(tmp_path):
 
 def test_running_server_serves_only_the_outputs_folder_and_caps_uploads(models_dir, tmp_path):
     import httpx
-    from webui.image_meta import save_png
+    from webui.metadata.image_meta import save_png
     from webui.ui import build_ui, launch_kwargs
     svc = Service.create(Settings(models_dir=models_dir, outputs_dir=tmp_path / "outputs", device="cpu",
                                   limits=Limits(max_upload_bytes=20_000)), load_model=False)
@@ -336,9 +336,9 @@ def _evil(path: Path, sentinel: Path, legacy: bool = False) -> Path:
 
 
 def _loaders(tmp_path):
-    from webui.checkpoints import load_pipeline, read_shapes
-    from webui.embeddings import load_embedding
-    from webui.upscalers import get_upscaler
+    from webui.models.checkpoints import load_pipeline, read_shapes
+    from webui.models.embeddings import load_embedding
+    from webui.models.upscalers import get_upscaler
 
     def upscaler(path):
         esrgan = tmp_path / "models" / "ESRGAN"
@@ -350,12 +350,12 @@ def _loaders(tmp_path):
     loaders = {"checkpoint header": read_shapes, "checkpoint": lambda p: load_pipeline(str(p)),
                "embedding": load_embedding, "upscaler": upscaler}
     try:
-        from webui.lora import read_state_dict
+        from webui.engine.extensions.lora import read_state_dict
         loaders["lora"] = read_state_dict
     except ImportError:
         pass
     try:
-        from webui.vae import _read as read_vae
+        from webui.models.vae import _read as read_vae
         loaders["vae"] = read_vae
     except ImportError:
         pass
@@ -493,7 +493,7 @@ def test_interrupted_job_keeps_finished_images_and_the_next_job_runs(service, cl
 
 def _write_to_full_disk(image, path, infotext):
     """A real ENOSPC: /dev/full accepts the open and fails the write, as a full disk does."""
-    from webui.image_meta import png_bytes_with_infotext
+    from webui.metadata.image_meta import png_bytes_with_infotext
     with open("/dev/full", "wb") as f:
         f.write(png_bytes_with_infotext(image, infotext))
         f.flush()
@@ -501,7 +501,7 @@ def _write_to_full_disk(image, path, infotext):
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_full_disk_returns_the_images_with_a_warning(service, tmp_path):
-    from webui.image_meta import save_png
+    from webui.metadata.image_meta import save_png
     from webui.ui.common import gallery_output
     result = service.manager.generate(service.request(fields(n_iter=2)))
     with pytest.raises(OSError) as probe:
@@ -530,9 +530,9 @@ def test_full_disk_returns_the_images_with_a_warning(service, tmp_path):
 
 def test_symlinks_out_of_lora_vae_and_outputs_folders_are_not_listed_or_served(tmp_path):
     """A link placed inside a models/outputs folder that points elsewhere must never be read."""
-    from webui.lora import LoraLibrary
+    from webui.engine.extensions.lora import LoraLibrary
     from webui.ui.history import images_of_date
-    from webui.vae import VaeLibrary
+    from webui.models.vae import VaeLibrary
 
     secret = tmp_path / "elsewhere"
     secret.mkdir()

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from webui import extras
+from webui.serving import extras
 from webui.errors import UserError
-from webui.prompt_parser import MAX_WEIGHT, parse_prompt
+from webui.prompts.prompt_parser import MAX_WEIGHT, parse_prompt
 from webui.request import build_request
-from webui.service import Service
+from webui.serving.service import Service
 from webui.settings import Limits, Settings
 from webui.validate import LIST_BOUNDS, number
 
@@ -269,7 +269,7 @@ def test_sane_weights_are_untouched():
 def test_mean_restoration_cannot_overflow_half_precision():
     import torch
 
-    from webui.prompt_encoder import _emphasis
+    from webui.prompts.prompt_encoder import _emphasis
 
     z = torch.ones(77, 8, dtype=torch.float16)
     # Within the parser's bounds, but the weighted mean is almost 0: rescaling it back to the

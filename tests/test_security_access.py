@@ -16,9 +16,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from webui.identity import SESSION_COOKIE, Caller, client_address, ui_owner
-from webui.ratelimit import RateLimiter
-from webui.service import Service
+from webui.serving.identity import SESSION_COOKIE, Caller, client_address, ui_owner
+from webui.serving.ratelimit import RateLimiter
+from webui.serving.service import Service
 from webui.settings import Settings
 
 API = "/sdapi/v1"

@@ -29,15 +29,16 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from webui import controlnet, faces, ipadapter
+from webui.engine.extensions import controlnet, ipadapter
+from webui.models import faces
 from webui.errors import UserError
-from webui.infotext import parse_infotext
-from webui.jobs import Job
-from webui.previews import find_taesd
-from webui.safety import load_safety_filter
-from webui.service import Service
+from webui.metadata.infotext import parse_infotext
+from webui.engine.jobs import Job
+from webui.engine.previews import find_taesd
+from webui.models.safety import load_safety_filter
+from webui.serving.service import Service
 from webui.settings import Settings
-from webui.upscalers import get_upscaler, list_upscalers, resolve_model_file
+from webui.models.upscalers import get_upscaler, list_upscalers, resolve_model_file
 
 API = "/sdapi/v1"
 BASE = dict(prompt="portrait", negative_prompt="", seed=7, steps=1, width=64, height=64, sampler_name="Euler",
@@ -86,7 +87,7 @@ def embedding_pt(path: Path, width: int = 32) -> None:
 
 def preset_json(path: Path, name: str) -> None:
     """A valid preset (a shipped one, renamed): one that would load if its file were read."""
-    from webui.presets import PRESETS_DIR
+    from webui.prompts.presets import PRESETS_DIR
 
     data = json.loads((PRESETS_DIR / "oil_painting.json").read_text(encoding="utf-8"))
     path.write_text(json.dumps({**data, "name": name, "name_zh": name}), encoding="utf-8")
@@ -101,7 +102,7 @@ def link(at: Path, target: Path) -> None:
 def tree(tiny_models, tmp_path_factory) -> dict[str, Path]:
     """work/models with real models, links inside (fine) and links out (refused) in every folder;
     work/embeddings is A1111's second embeddings folder."""
-    from webui.tiny_models import build_tiny_controlnet
+    from webui.models.tiny_models import build_tiny_controlnet
 
     base = tmp_path_factory.mktemp("security")
     out, work = base / "outside", base / "work"
@@ -363,7 +364,7 @@ def test_damaged_embedding_in_a_batch_warns_only_its_own_request(service, tree):
 
 
 def test_link_loops_and_links_inside_are_walked_once(tmp_path):
-    from webui.model_files import scan
+    from webui.models.model_files import scan
 
     folder = tmp_path / "Lora"
     (folder / "a").mkdir(parents=True)

@@ -22,25 +22,26 @@ KNOWN_CYCLES: list[frozenset[str]] = []
 MAX_LINES = 400
 # Modules over MAX_LINES today, with their line counts: to be split; none may grow.
 OVERSIZED = {
-    "webui/api.py": 551,
-    "webui/checkpoints.py": 476,
-    "webui/engine.py": 820,
-    "webui/faces.py": 473,
-    "webui/image_meta.py": 860,
-    "webui/infotext.py": 579,
-    "webui/presets.py": 523,
-    "webui/prompt_encoder.py": 503,
-    "webui/styles.py": 538,
-    "webui/translate.py": 724,
-    "webui/upscalers.py": 468,
+    "webui/api/routes.py": 551,
+    "webui/models/checkpoints.py": 476,
+    "webui/engine/manager.py": 821,
+    "webui/models/faces.py": 473,
+    "webui/metadata/image_meta.py": 860,
+    "webui/metadata/infotext.py": 579,
+    "webui/prompts/presets.py": 523,
+    "webui/prompts/prompt_encoder.py": 503,
+    "webui/prompts/styles.py": 538,
+    "webui/prompts/translate.py": 724,
+    "webui/models/upscalers.py": 468,
 }
 # Data, not code: tables that are long because the data is.
 DATA_FILES = {"webui/i18n.py"}
 
 HEAVY = ("torch", "cv2", "gradio", "diffusers", "transformers")
 # What the request package may import from webui, directly or through each other.
-REQUEST_MAY_IMPORT = {"webui.errors", "webui.validate", "webui.settings", "webui.samplers_names", "webui.images",
-                      "webui.image_meta", "webui.infotext", "webui.infotext_entries", "webui.atomic_files"}
+REQUEST_MAY_IMPORT = {"webui.errors", "webui.validate", "webui.settings", "webui.samplers_names", "webui.atomic_files",
+                      "webui.imaging", "webui.imaging.images", "webui.metadata", "webui.metadata.image_meta",
+                      "webui.metadata.infotext", "webui.metadata.infotext_entries"}
 
 
 # ---- the import graph --------------------------------------------------------------------------
@@ -173,6 +174,56 @@ def test_the_cycle_check_sees_function_level_imports(tmp_path):
     assert sorted(map(sorted, cycles(graph))) == [["webui.a", "webui.b"], ["webui.d", "webui.sub", "webui.sub.c"]]
 
 
+# ---- imports point down -----------------------------------------------------------------------
+
+# The layers, lowest first (ARCHITECTURE.md, "Where things live"): a module may import from its
+# own layer and the layers below it, never from one above. Every webui module must sit in one.
+LAYERS: list[set[str]] = [
+    {"webui.errors", "webui.validate", "webui.settings", "webui.samplers_names", "webui.i18n",
+     "webui.atomic_files", "webui.configs"},
+    {"webui.imaging", "webui.metadata"},
+    {"webui.request"},
+    {"webui.prompts", "webui.models"},
+    {"webui.engine"},
+    {"webui.serving"},
+    {"webui.api", "webui.ui"},
+]
+# Upward imports that exist today and are to be removed (importer, imported); none may be added.
+# Job's memory accounting uses memory_budget.image_bytes (importing it runs serving/__init__ too).
+KNOWN_UPWARD = {("webui.engine.jobs", "webui.serving"), ("webui.engine.jobs", "webui.serving.memory_budget")}
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of a module: that of its top-level module or folder under webui."""
+    top = ".".join(module.split(".")[:2])
+    return next((i for i, members in enumerate(LAYERS) if top in members), None)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(modules in no layer, (importer, imported) pairs where the imported one is higher up)."""
+    unplaced = sorted(m for m in graph if m != PACKAGE.name and layer_of(m) is None)
+    up = sorted((a, b) for a, deps in graph.items() for b in deps
+                if a != PACKAGE.name and layer_of(a) is not None and layer_of(b) is not None
+                and layer_of(b) > layer_of(a))
+    return unplaced, up
+
+
+def test_imports_point_down_only():
+    unplaced, up = upward_imports(import_graph())
+    assert not unplaced, f"modules in no layer (add their folder to LAYERS): {', '.join(unplaced)}"
+    new = [f"{a} -> {b}" for a, b in up if (a, b) not in KNOWN_UPWARD]
+    assert not new, "imports from a higher layer (function-level imports count):\n" + "\n".join(new)
+    stale = [f"{a} -> {b}" for a, b in sorted(KNOWN_UPWARD) if (a, b) not in up]
+    assert not stale, f"no longer imported, take them off KNOWN_UPWARD: {', '.join(stale)}"
+
+
+def test_the_layer_check_sees_an_upward_import():
+    graph = {"webui.errors": set(), "webui.models.vae": {"webui.errors"},
+             "webui.engine.tasks": {"webui.models.vae"},
+             "webui.models.faces": {"webui.engine.tasks"}, "webui.extra": set()}
+    assert upward_imports(graph) == (["webui.extra"], [("webui.models.faces", "webui.engine.tasks")])
+
+
 # ---- the request package is pure ---------------------------------------------------------------
 
 def test_importing_the_request_loads_no_engine_or_ui_library():
@@ -221,7 +272,7 @@ def test_modules_stay_small():
 # ---- Service is the front door -----------------------------------------------------------------
 
 # Service's own modules; everything else in webui calls Service's methods.
-SERVICE_MODULES = {"webui/service.py", "webui/service_jobs.py"}
+SERVICE_MODULES = {"webui/serving/service.py", "webui/serving/service_jobs.py"}
 SERVICE_NAMES = {"service", "svc"}
 SERVICE_INSIDES = {"manager", "catalog", "queue", "jobs"}
 

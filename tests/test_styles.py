@@ -1,7 +1,7 @@
 import pytest
 
 from webui.errors import UserError
-from webui.styles import (
+from webui.prompts.styles import (
     BUILTIN_STYLES,
     Style,
     StyleLibrary,

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import webui.translate as tr
+import webui.prompts.translate as tr
 from webui.errors import UserError
-from webui.translate import (
+from webui.prompts.translate import (
     GlossaryTranslator,
     MarianTranslator,
     TranslationResult,

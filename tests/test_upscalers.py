@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from webui.errors import UserError
-from webui.upscalers import (
+from webui.models.upscalers import (
     LATENT_UPSCALE_MODES,
     LanczosUpscaler,
     NearestUpscaler,
@@ -21,7 +21,7 @@ from webui.upscalers import (
     list_upscalers,
 )
 
-if importlib.util.find_spec("spandrel") is None:  # imported through webui.upscalers (torchvision-free)
+if importlib.util.find_spec("spandrel") is None:  # imported through webui.models.upscalers (torchvision-free)
     pytest.skip("spandrel is not installed", allow_module_level=True)
 safetensors_torch = pytest.importorskip("safetensors.torch")
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from webui.errors import UserError
-from webui.infotext import parse_infotext
-from webui.service import Service
+from webui.metadata.infotext import parse_infotext
+from webui.serving.service import Service
 from webui.settings import Settings
-from webui.tiny_models import build_tiny_pipeline, vae_to_original
-from webui.vae import VaeLibrary, load_vae
+from webui.models.tiny_models import build_tiny_pipeline, vae_to_original
+from webui.models.vae import VaeLibrary, load_vae
 
 
 def original_vae_sd(vae) -> dict:

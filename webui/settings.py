@@ -76,7 +76,7 @@ class Settings:
     # connection's address then identifies nobody.
     behind_proxy: bool = False
     safety_filter: bool = False
-    # Speed and memory (webui/fast.py): compiled fast path, cross-user batching, offload.
+    # Speed and memory (webui/engine/fast.py): compiled fast path, cross-user batching, offload.
     fast: bool = False
     warmup: bool = False
     compile_mode: str = "reduce-overhead"

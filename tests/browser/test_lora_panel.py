@@ -14,7 +14,7 @@ from widgets import fill_text
 
 @pytest.fixture()
 def lora_app_url(tiny_models, tiny_loras, tmp_path):
-    from webui.service import Service
+    from webui.serving.service import Service
     from webui.settings import Settings
     from webui.ui import build_ui, launch_kwargs
 

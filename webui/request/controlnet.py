@@ -1,6 +1,6 @@
 """A ControlNet unit as a request carries it: its settings with their bounds, parsed from the UI
 or the A1111 API (``controlnet_units`` or ``alwayson_scripts.controlnet.args``). Loading models
-and making control images is the engine's part (webui/controlnet.py).
+and making control images is the engine's part (webui/engine/extensions/controlnet.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..images import decode_base64_image
+from ..imaging.images import decode_base64_image
 from ..settings import Limits
 from ..validate import number, shown
 

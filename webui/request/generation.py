@@ -14,8 +14,8 @@ from typing import Any
 from PIL import Image
 
 from ..errors import UserError
-from ..image_meta import upload_too_many_pixels
-from ..images import upload_label
+from ..metadata.image_meta import upload_too_many_pixels
+from ..imaging.images import upload_label
 from ..samplers_names import SCHEDULE_TYPES, resolve_sampler
 from ..settings import Limits
 from ..validate import check_fields

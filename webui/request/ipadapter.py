@@ -1,6 +1,6 @@
 """IP-Adapter reference images as a request carries them: model name, image and weight, parsed
 from the UI or the API (``ip_adapters``). Loading adapters and encoders is the engine's part
-(webui/ipadapter.py).
+(webui/engine/extensions/ipadapter.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..images import decode_base64_image
-from ..infotext_entries import IP_ADAPTER_WEIGHT as DEFAULT_WEIGHT  # noqa: F401 - the UI slider's start too
+from ..imaging.images import decode_base64_image
+from ..metadata.infotext_entries import IP_ADAPTER_WEIGHT as DEFAULT_WEIGHT  # noqa: F401 - the UI slider's start too
 from ..settings import Limits
 from ..validate import number
 

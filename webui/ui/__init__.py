@@ -15,8 +15,8 @@ from starlette.middleware import Middleware
 
 from ..errors import UserError
 from ..i18n import I18N, t
-from ..identity import SessionGuard
-from ..service import DEMO_NOTICE
+from ..serving.identity import SessionGuard
+from ..serving.service import DEMO_NOTICE
 from . import extras, history, img2img, inpaint, pnginfo, txt2img
 from .common import GPU, PRIVATE, caller_of
 
@@ -109,7 +109,7 @@ def launch_kwargs(service) -> dict:
         css=CSS, theme=gr.themes.Soft(), i18n=I18N,
     )
     if s.api:
-        from ..api import api_lifespan
+        from ..api.routes import api_lifespan
         # /docs and /openapi.json are the API's own routes, behind --auth like every other.
         kwargs["app_kwargs"].update(lifespan=api_lifespan(service), docs_url=None, openapi_url=None)
     # uvicorn (started inside launch) rewrites the client address from X-Forwarded-For only for

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from ..engine import GenerationResult
+from ..engine.manager import GenerationResult
 from ..errors import UserError
-from ..faces import list_detectors
+from ..models.faces import list_detectors
 from ..i18n import t
-from ..identity import Caller, client_address, session_id
-from ..infotext import infotext_to_fields
+from ..serving.identity import Caller, client_address, session_id
+from ..metadata.infotext import infotext_to_fields
 from ..request import MAX_SEED, SAME_SAMPLER, SAME_SCHEDULER
 from ..request.face import ORDERS
-from ..samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
-from ..upscalers import list_upscalers
+from ..engine.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
+from ..models.upscalers import list_upscalers
 from .controlnet_panel import restore_updates
 from .events import GPU, PRIVATE  # noqa: F401 - the tabs take them from here too
 
@@ -222,7 +222,7 @@ def results_panel(tab: str) -> tuple[gr.Gallery, gr.Textbox, gr.State]:
 
 
 def image_upload(label: str, **kwargs) -> gr.Image:
-    """An image input that hands our loader (webui.images) the raw uploaded file, so 16-bit,
+    """An image input that hands our loader (webui.imaging.images) the raw uploaded file, so 16-bit,
     CMYK, animated and transparent pictures get its documented conversions."""
     kwargs.setdefault("sources", ["upload", "clipboard"])
     return gr.Image(label=label, type="filepath", image_mode=None, format="png", **kwargs)

@@ -9,7 +9,8 @@ import inspect
 
 import gradio as gr
 
-from .. import controlnet, ipadapter, poses
+from ..engine.extensions import controlnet, ipadapter
+from ..imaging import poses
 from ..errors import UserError
 from ..i18n import t
 from ..request import controlnet as unit_options

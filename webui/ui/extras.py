@@ -1,5 +1,5 @@
 """The Extras tab: upscale any image, or run the face detail pass on it. The work is in
-webui/extras.py; results are saved to outputs/extras-images/DATE/ with their infotext."""
+webui/serving/extras.py; results are saved to outputs/extras-images/DATE/ with their infotext."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import logging
 
 import gradio as gr
 
-from .. import extras
+from ..serving import extras
 from ..errors import UserError
-from ..images import open_upload
+from ..imaging.images import open_upload
 from ..request import MAX_SEED
-from ..upscalers import list_upscalers
+from ..models.upscalers import list_upscalers
 from ..i18n import t
 from .common import GPU, PRIVATE, caller_of, face_detail_controls
 

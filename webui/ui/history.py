@@ -10,10 +10,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..model_files import is_inside
+from ..models.model_files import is_inside
 from ..errors import UserError
-from ..image_meta import read_infotext
-from ..infotext import infotext_to_fields
+from ..metadata.image_meta import read_infotext
+from ..metadata.infotext import infotext_to_fields
 from ..i18n import t
 from .common import PRIVATE, owner_of, warn_left_unchanged
 from .controlnet_panel import restore_updates

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..errors import UserError
-from ..images import load_upload
+from ..imaging.images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, with_controlnet

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import tasks
+from ..engine import tasks
 from ..errors import UserError
-from ..images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
+from ..imaging.images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
 from ..request import MASKED_CONTENT
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, with_controlnet

@@ -11,8 +11,8 @@ import inspect
 import gradio as gr
 
 from ..errors import UserError
-from ..infotext import infotext_to_fields
-from ..pnginfo import png_info as read_png_info
+from ..metadata.infotext import infotext_to_fields
+from ..metadata.pnginfo import png_info as read_png_info
 from ..i18n import t
 from .common import PRIVATE, warn_left_unchanged
 from .controlnet_panel import restore_updates

@@ -15,7 +15,7 @@ import gradio as gr
 
 from ..errors import UserError
 from ..i18n import t
-from ..translate import has_cjk
+from ..prompts.translate import has_cjk
 from .common import PRIVATE
 
 NO_PRESET = "None"

@@ -1,0 +1,1 @@
+"""The REST API (/sdapi/v1): routes, access control and the JSON edge."""

@@ -1,0 +1,1 @@
+"""Features that extend the pipeline: LoRA, ControlNet, IP-Adapter."""

@@ -1,0 +1,1 @@
+"""Passes after the first image: hires fix and face detailer."""

@@ -1,0 +1,188 @@
+"""The face detail pass: find faces, repaint each one at the model's native resolution, and
+blend it back with a feathered mask.
+
+For each selected face (largest first by default): the face box, widened a little, becomes a
+soft elliptical mask (``masks.feathered_mask``); a crop around it (mask plus ``padding``, grown
+to the aspect of the inpaint size) is resized to that size -- 512x512 for SD1, 1024x1024 for
+SDXL by default -- and inpainted with the face prompt at the face denoising strength; the
+result goes back through ``masks.paste_crop``, so every pixel outside the feathered masks is
+exactly the input pixel. Faces are done one after another on the updated picture.
+
+Prompts: the face prompt defaults to the main prompt; ``[SEP]`` separates one prompt per face
+(in face order; the last one repeats), and ``[PROMPT]`` inside it stands for the main prompt.
+
+The request fields are ``face_detail*`` (see request/face.py). Clients of the ADetailer extension's
+API send ``alwayson_scripts: {"ADetailer": {"args": [...]}}`` with ``ad_*`` keys; the common
+ones are translated by :func:`face_fields_from_alwayson` (its detection models are not: any
+``ad_model`` selects our default detector).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from PIL import Image
+
+from ...models.faces import FaceBox, face_crop_region, make_detector, select_faces
+from ...imaging.masks import feathered_mask, paste_crop
+from ...request.face import PROMPT_TOKEN, SEP, face_fields_from_alwayson  # noqa: F401 - re-exported
+
+# The mask ellipse is the detector's box widened by this fraction on each side: detector
+# boxes are tight (brows to mouth) and the repainted area should reach forehead and jaw.
+MASK_GROW = 0.1
+
+
+@dataclass(frozen=True)
+class FaceDetailOptions:
+    prompt: str = ""
+    negative_prompt: str = ""
+    denoising_strength: float = 0.4
+    steps: int = 0
+    max_faces: int = 4
+    confidence: float = 0.3
+    padding: int = 32
+    blur: int = 4
+    detector: str = "haar"
+    order: str = "largest"
+    width: int = 0
+    height: int = 0
+
+    @classmethod
+    def from_request(cls, req) -> "FaceDetailOptions":
+        return cls(req.face_detail_prompt, req.face_detail_negative_prompt, req.face_detail_denoising_strength,
+                   req.face_detail_steps, req.face_detail_max_faces, req.face_detail_confidence,
+                   req.face_detail_padding, req.face_detail_blur, req.face_detail_detector, req.face_detail_order,
+                   req.face_detail_width, req.face_detail_height)
+
+
+@dataclass
+class FaceDetailResult:
+    image: Image.Image
+    faces: list[FaceBox] = field(default_factory=list)
+    masks: list[Image.Image] = field(default_factory=list)  # full-size feathered masks, one per face
+    warnings: list[str] = field(default_factory=list)
+
+
+# An inpainting function: (crop, crop mask, prompt, negative prompt) -> repainted crop.
+InpaintFn = Callable[[Image.Image, Image.Image, str, str], Image.Image]
+
+
+def native_size(model) -> tuple[int, int]:
+    """The resolution the model was trained at: UNet sample size x VAE factor."""
+    pipe = model.pipe
+    s = pipe.unet.config.sample_size
+    w, h = (s, s) if isinstance(s, int) else (s[1], s[0])
+    f = pipe.vae_scale_factor
+    return int(w * f), int(h * f)
+
+
+def face_prompts(template: str, main: str, count: int) -> list[str]:
+    """One prompt per face: [SEP]-separated parts in order, the last repeating; empty -> main."""
+    parts = [p.strip() for p in (template or "").split(SEP)]
+    out = []
+    for i in range(count):
+        p = parts[min(i, len(parts) - 1)]
+        out.append(p.replace(PROMPT_TOKEN, main) if p else main)
+    return out
+
+
+def _grow(box: FaceBox, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    gx, gy = round(box.w * MASK_GROW), round(box.h * MASK_GROW)
+    return max(0, box.x - gx), max(0, box.y - gy), min(size[0], box.x + box.w + gx), min(size[1], box.y + box.h + gy)
+
+
+@dataclass(frozen=True)
+class FacePlan:
+    box: FaceBox
+    mask: Image.Image                  # full-size feathered mask
+    region: tuple[int, int, int, int]  # crop box in the image
+
+
+def plan_faces(image: Image.Image, options: FaceDetailOptions, detector, size: tuple[int, int]) -> list[FacePlan]:
+    """Detect and select faces, and for each the feathered mask and the crop region."""
+    faces = select_faces(detector.detect(image), options.max_faces, options.confidence, options.order)
+    plans = []
+    for face in faces:
+        shape_box = _grow(face, image.size)
+        mask = feathered_mask(image.size, shape_box, options.blur, "ellipse")
+        # The crop holds the whole feathered mask plus padding, so no edge of it is cut hard.
+        r = options.blur
+        outer = (shape_box[0] - r, shape_box[1] - r, shape_box[2] + r, shape_box[3] + r)
+        plans.append(FacePlan(face, mask, face_crop_region(outer, image.size, options.padding, size[0] / size[1])))
+    return plans
+
+
+def detail_faces(image: Image.Image, options: FaceDetailOptions, detector, inpaint: InpaintFn,
+                 size: tuple[int, int], main_prompt: str = "", main_negative: str = "") -> FaceDetailResult:
+    """Run the face pass on ``image`` with ``inpaint`` doing the repainting at ``size``."""
+    image = image.convert("RGB")
+    plans = plan_faces(image, options, detector, size)
+    result = FaceDetailResult(image, [p.box for p in plans], [p.mask for p in plans])
+    if not plans:
+        result.warnings.append("face detail: no face found, the image is unchanged (lower the confidence or "
+                               "try another detector)")
+        return result
+    prompts = face_prompts(options.prompt, main_prompt, len(plans))
+    negatives = face_prompts(options.negative_prompt, main_negative, len(plans))
+    for plan, prompt, negative in zip(plans, prompts, negatives):
+        crop = image.crop(plan.region).resize(size, Image.Resampling.LANCZOS)
+        crop_mask = plan.mask.crop(plan.region).resize(size, Image.Resampling.LANCZOS)
+        repainted = inpaint(crop, crop_mask, prompt, negative)
+        image = paste_crop(image, repainted, plan.region, plan.mask)
+    result.image = image
+    return result
+
+
+def infotext_params(options: FaceDetailOptions, size: tuple[int, int], faces: int, main_prompt: str,
+                    main_negative: str) -> dict:
+    return {
+        "Face detail detector": options.detector,
+        "Face detail faces": faces,
+        "Face detail prompt": options.prompt if options.prompt and options.prompt != main_prompt else None,
+        "Face detail negative prompt": (options.negative_prompt if options.negative_prompt
+                                        and options.negative_prompt != main_negative else None),
+        "Face detail denoising strength": options.denoising_strength,
+        "Face detail steps": options.steps or None,
+        "Face detail confidence": options.confidence,
+        "Face detail max faces": options.max_faces,
+        "Face detail order": options.order if options.order != "largest" else None,
+        "Face detail padding": options.padding,
+        "Face detail mask blur": options.blur,
+        "Face detail size": f"{size[0]}x{size[1]}",
+    }
+
+
+def engine_pass(engine, model, req, image: Image.Image, seed: int, job, warnings: list[str],
+                timings: dict) -> tuple[Image.Image, dict]:
+    """The face pass inside a generation: the engine's own inpaint path over the shared
+    weights, seeded with the image's seed. Returns the image and its infotext keys."""
+    options = FaceDetailOptions.from_request(req)
+    size = (options.width or native_size(model)[0], options.height or native_size(model)[1])
+    detector = make_detector(options.detector, engine.settings.models_dir, confidence=options.confidence)
+    t0 = time.perf_counter()
+
+    def inpaint(crop: Image.Image, crop_mask: Image.Image, prompt: str, negative: str) -> Image.Image:
+        if job.interrupted:
+            return crop
+        sub = req.replace(
+            task="inpaint", prompt=prompt, negative_prompt=negative, init_image=crop, mask=crop_mask,
+            width=size[0], height=size[1], batch_size=1, n_iter=1, seed=seed, subseed_strength=0.0,
+            denoising_strength=options.denoising_strength, steps=options.steps or req.steps, mask_blur=0,
+            inpainting_fill=1, inpaint_full_res=False, inpainting_mask_invert=False, resize_mode=0,
+            enable_hr=False, face_detail=False, extra_params=(),
+            controlnet_units=(), ip_adapters=(),  # the control maps are for the whole picture, not a face crop
+        )
+        sub_timings: dict = {}
+        r = engine._generate(model, sub, job, sub_timings, measure=False)
+        warnings.extend(w for w in r.warnings if w not in warnings)
+        return r.images[0] if r.images else crop
+
+    out = detail_faces(image, options, detector, inpaint, size, req.prompt, req.negative_prompt)
+    for w in out.warnings:
+        note = f"{w} (seed {seed})"
+        if note not in warnings:
+            warnings.append(note)
+    timings["face detail"] = timings.get("face detail", 0.0) + time.perf_counter() - t0
+    return out.image, infotext_params(options, size, len(out.faces), req.prompt, req.negative_prompt)

@@ -1,0 +1,185 @@
+"""Hires fix for txt2img, with A1111's semantics.
+
+The first pass draws at width x height. Its result is upscaled -- by ``hr_scale``, or to
+``hr_resize_x`` x ``hr_resize_y`` (one of them 0 = keep the aspect ratio; both set = cover the
+box, then centre-crop) -- and a second, img2img pass over the same shared weights repaints it
+at ``hr_denoising_strength`` with ``hr_second_pass_steps`` (0 = the first pass's steps) and,
+if given, its own prompt and sampler.
+
+Upscalers: the ``Latent ...`` modes interpolate the latents (no decode/encode round trip);
+every other name (Lanczos, Nearest, None, ESRGAN-family files in models/ESRGAN) decodes the
+first pass, upscales the pixels through ``upscalers.get_upscaler`` and lets the img2img
+pipeline encode them again.
+
+Memory: large decodes and encodes run the VAE tiled (see :func:`vae_tiling`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..extensions import controlnet
+from .. import tasks
+from ...errors import UserError
+from ...request.hires import SAME_SAMPLER, SAME_SCHEDULER, check_request, target_size  # noqa: F401
+from ...models.upscalers import LATENT_UPSCALE_MODES, get_upscaler, is_latent_upscaler
+
+# The VAE decodes/encodes in tiles when one call handles more than this many pixels (all
+# images of the batch together): 1.5 megapixels, e.g. one 1216x1216 image or two 864x864.
+# Below it the VAE runs whole (exact, and faster); above it, an untiled SD1.5 fp16 decode
+# needs several GiB of activations (it grows with the pixel count), which is where hires
+# fix ran out of memory on 8-12 GiB cards while the base pass still fit.
+TILED_VAE_PIXELS = 1536 * 1024
+
+
+def wanted(req) -> bool:
+    return req.enable_hr and req.task == "txt2img"
+
+
+def infotext_params(req) -> dict:
+    """The keys A1111 writes for a hires fix, in its names."""
+    if not wanted(req):
+        return {}
+    resize = bool(req.hr_resize_x or req.hr_resize_y)
+    params = {
+        "Denoising strength": req.hr_denoising_strength,
+        "Hires prompt": req.hr_prompt if req.hr_prompt and req.hr_prompt != req.prompt else None,
+        "Hires negative prompt": (req.hr_negative_prompt if req.hr_negative_prompt
+                                  and req.hr_negative_prompt != req.negative_prompt else None),
+        "Hires upscale": None if resize else req.hr_scale,
+        "Hires resize": f"{req.hr_resize_x}x{req.hr_resize_y}" if resize else None,
+        "Hires steps": req.hr_second_pass_steps or None,
+        "Hires upscaler": req.hr_upscaler,
+        "Hires sampler": req.hr_sampler_name if req.hr_sampler_name != SAME_SAMPLER else None,
+        "Hires schedule type": req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else None,
+    }
+    return params
+
+
+@contextmanager
+def vae_tiling(vae, pixels: int):
+    """Tiled (and one-image-at-a-time) VAE while handling more than TILED_VAE_PIXELS.
+
+    Switched on the shared VAE for one call only; the caller holds the GPU lock, and the
+    previous state is restored even when the call fails.
+    """
+    big = pixels > TILED_VAE_PIXELS
+    before = (getattr(vae, "use_tiling", False), getattr(vae, "use_slicing", False))
+    if big:
+        vae.enable_tiling()
+        vae.enable_slicing()
+    try:
+        yield big
+    finally:
+        if big:
+            vae.use_tiling, vae.use_slicing = before
+
+
+def _crop_latents(lat: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    _, _, lh, lw = lat.shape
+    top, left = (lh - h) // 2, (lw - w) // 2
+    return lat[:, :, top:top + h, left:left + w]
+
+
+def _crop_center(img: Image.Image, w: int, h: int) -> Image.Image:
+    left, top = (img.width - w) // 2, (img.height - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def upscale_pixels(images: list[Image.Image], name: str, size: tuple[int, int], out: tuple[int, int],
+                   models_dir, device: str) -> list[Image.Image]:
+    """Upscale decoded images to ``size`` with a pixel upscaler, then centre-crop to ``out``."""
+    try:
+        upscaler = get_upscaler(name, models_dir, device=device)
+    except ModuleNotFoundError as e:  # the optional model library is not installed
+        raise UserError(f"the upscaler {name} needs the Python package {e.name or 'spandrel'}: install it with "
+                        "`pip install --no-deps spandrel`, or choose Lanczos", field="hr_upscaler") from None
+    result = []
+    for img in images:
+        if upscaler is None:  # "None": a plain resize, as A1111 does
+            up = img.resize(size, Image.Resampling.LANCZOS)
+        else:
+            up = upscaler.upscale(img, max(size[0] / img.width, size[1] / img.height))
+            if up.size != size:
+                up = up.resize(size, Image.Resampling.LANCZOS)
+        result.append(_crop_center(up.convert("RGB"), *out))
+    return result
+
+
+def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], embeds: dict, job,
+                warnings: list[str], timings: dict, control=None) -> list[Image.Image]:
+    """Upscale one batch's first-pass latents and repaint them; returns the final images.
+    `control` (controlnet.Control of the first pass): its units steer this pass too."""
+    up, out = target_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
+    steps = req.hr_second_pass_steps or req.steps
+    strength = req.hr_denoising_strength
+    latent_mode = is_latent_upscaler(req.hr_upscaler)
+    vae_f = model.pipe.vae_scale_factor
+    t = time.perf_counter()
+    if latent_mode and not model.is_inpaint:
+        mode, antialias = LATENT_UPSCALE_MODES[req.hr_upscaler]
+        lat = F.interpolate(latents.float(), size=(up[1] // vae_f, up[0] // vae_f), mode=mode,
+                            antialias=antialias if mode in ("bilinear", "bicubic") else False)
+        image = _crop_latents(lat, out[0] // vae_f, out[1] // vae_f).to(latents.dtype)
+        if strength < 0.5:
+            note = ("latent upscaling with a denoising strength under 0.5 leaves the picture blurry; "
+                    "use 0.5 or more, or a pixel upscaler such as Lanczos or an ESRGAN model")
+            if note not in warnings:
+                warnings.append(note)
+    else:
+        decoded = engine.decode(model, latents, warnings)
+        name = req.hr_upscaler
+        if latent_mode:  # an inpainting UNet needs pixels for its mask input
+            name = "Lanczos"
+        image = upscale_pixels(decoded, name, up, out, engine.settings.models_dir, str(engine.device))
+    timings["hires upscale"] = timings.get("hires upscale", 0.0) + time.perf_counter() - t
+
+    if int(steps * strength) < 1 or job.stop_requested:  # nothing to repaint: the upscale is the result
+        if isinstance(image, torch.Tensor):
+            return engine.decode(model, image, warnings)
+        return image
+
+    sampler = req.hr_sampler_name if req.hr_sampler_name != SAME_SAMPLER else req.sampler_name
+    schedule = req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else req.scheduler
+    scheduler, notes = engine.schedulers.build(model.pipe.scheduler.config, sampler, schedule)
+    warnings += [n for n in notes if n not in warnings]
+    if model.is_inpaint:
+        prepared = tasks.Prepared("img2img", tasks._CLASSES[("inpaint", model.is_sdxl, False)],
+                                  width=out[0], height=out[1])
+        extra = {"mask_image": Image.new("L", out, 255), "width": out[0], "height": out[1]}
+    else:
+        prepared = tasks.Prepared("img2img", tasks._CLASSES[("img2img", model.is_sdxl, False)],
+                                  width=out[0], height=out[1])
+        extra = {}
+    pipe = tasks.task_pipeline(model, prepared, scheduler, vae=engine.request_vae(model),  # the request's VAE
+                               controlnet=control.net if control else None)
+    if control:
+        extra.update(controlnet.hires_kwargs(engine.controlnets, req.controlnet_units, pipe.__class__.__name__, out,
+                                             warnings))
+    prompt = req.hr_prompt or req.prompt
+    negative = req.hr_negative_prompt or req.negative_prompt
+    if (prompt, negative) != (req.prompt, req.negative_prompt):
+        t = time.perf_counter()
+        embeds = engine.embeds(model, pipe, prompt, negative, len(seeds), req.clip_skip, warnings)
+        timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    job.total_steps = int(steps * strength)
+    t = time.perf_counter()
+    with vae_tiling(model.pipe.vae, out[0] * out[1] * len(seeds)):
+        try:
+            lat = pipe(
+                image=image, strength=strength, num_inference_steps=steps, guidance_scale=req.cfg_scale,
+                generator=generators if len(generators) > 1 else generators[0], output_type="latent",
+                callback_on_step_end=engine._step_callback(job), **embeds, **extra,
+            ).images
+        except torch.OutOfMemoryError:
+            raise UserError(f"out of memory in the hires fix pass at {out[0]}x{out[1]}: lower the hires "
+                            "upscale, the batch size, or the image size", field="hr_scale") from None
+        engine._sync()
+    timings["hires denoise"] = timings.get("hires denoise", 0.0) + time.perf_counter() - t
+    return engine.decode(model, lat, warnings)

@@ -1,0 +1,1 @@
+"""Pictures as data: uploads, masks, poses."""

@@ -1,0 +1,1 @@
+"""Models on disk: listing, name lookup and loading of each kind."""

@@ -1,0 +1,1 @@
+"""Prompts: parsing, encoding, styles, presets and translation."""

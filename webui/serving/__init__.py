@@ -1,0 +1,1 @@
+"""Serving: the Service front door, GPU queue, callers, limits and outputs."""
