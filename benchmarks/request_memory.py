@@ -29,8 +29,8 @@ def one(batch: int, size: int) -> None:
     import numpy as np
     from PIL import Image
 
-    from webui.memory_budget import estimate, human
-    from webui.service import Service
+    from webui.serving.memory_budget import estimate, human
+    from webui.serving.service import Service
     from webui.settings import settings_from_args
 
     root = Path(tempfile.mkdtemp())
