@@ -130,3 +130,20 @@ def test_a_folder_made_again_with_a_reused_inode_counts_from_its_own_files(tmp_p
         outputs.save_numbered(first, lambda n: f"{n:05d}.png", img, None)
     time.sleep(0.05)  # past the file system's timestamp tick
     assert outputs.save_numbered(second, lambda n: f"{n:05d}.png", img, None).name == "00000.png"
+
+
+def test_without_hard_links_a_save_still_never_replaces_a_file(tmp_path, monkeypatch):
+    import errno
+
+    from webui import atomic_files
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported here")
+    monkeypatch.setattr(atomic_files.os, "link", no_links)
+    taken = tmp_path / "00000.png"
+    taken.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError):
+        atomic_files.write_new(taken, b"new")
+    assert taken.read_bytes() == b"keep me"
+    assert atomic_files.write_new(tmp_path / "00001.png", b"new").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.png", "00001.png"]   # no temp left

@@ -16,6 +16,27 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+def _create(path: Path, data: bytes) -> None:
+    """Make the new file `path` (never an existing one: O_EXCL) holding `data`, flushed to disk;
+    on any failure the half-written file is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        _unlink(path)
+        raise
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write `data` to `path` so that a crash leaves either the old file or the whole new one.
 
@@ -25,19 +46,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_beside(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(temp, flags, 0o666)
+    _create(temp, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        _unlink(temp)
         raise
     return target
 
@@ -47,39 +60,17 @@ def write_new(path: Path, data: bytes) -> Path:
     taken (also by a dangling symlink) -- an existing file is never replaced or written through."""
     path = Path(path)
     temp = _temp_beside(path)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    _create(temp, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
             os.link(temp, path)  # atomic, and fails with EEXIST instead of replacing
         except OSError as e:
             if isinstance(e, FileExistsError) or e.errno not in _NO_LINKS:
                 raise
-            _write_exclusive(path, data)  # a file system without hard links
+            _create(path, data)  # a file system without hard links
     finally:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        _unlink(temp)
     return path
-
-
-def _write_exclusive(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        try:
-            os.unlink(path)  # ours (O_EXCL made it): no half-written image left behind
-        except OSError:
-            pass
-        raise
 
 
 __all__ = ["write_atomic", "write_new"]
