@@ -139,3 +139,14 @@ def launch_app():
     """launch_app(service) -> (demo, url without trailing slash): the UI and REST API as app.py
     serves them, on a free loopback port. The caller closes the demo."""
     return _launch_app
+
+
+@pytest.fixture(scope="module")
+def http(service, launch_app):
+    """An httpx client for the module's `service`, served as app.py serves it (UI and REST API)."""
+    import httpx
+
+    demo, url = launch_app(service)
+    with httpx.Client(base_url=url, timeout=120) as client:
+        yield client
+    demo.close()

@@ -180,14 +180,6 @@ def test_prepare_returns_a_request_or_a_user_error_naming_a_field(service, field
 
 # ---- (b) the REST API --------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def http(service, launch_app):
-    demo, url = launch_app(service)
-    with httpx.Client(base_url=url, timeout=120) as client:
-        yield client
-    demo.close()
-
-
 def _names_a_field(r: httpx.Response) -> bool:
     body = r.json()
     if body.get("error") == "UserError":

@@ -22,7 +22,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -189,14 +188,6 @@ def tree(tiny_models, tmp_path_factory) -> dict[str, Path]:
 def service(tree, tmp_path_factory) -> Service:
     settings = Settings(models_dir=tree["models"], outputs_dir=tmp_path_factory.mktemp("sec-out"), device="cpu")
     return Service.create(settings)
-
-
-@pytest.fixture(scope="module")
-def http(service, launch_app):
-    demo, url = launch_app(service)
-    with httpx.Client(base_url=url, timeout=120) as client:
-        yield client
-    demo.close()
 
 
 def clean(names) -> bool:
