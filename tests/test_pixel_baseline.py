@@ -4,6 +4,7 @@ gives the image recorded in tests/data/pixel_baseline.json.
 The redesign of the engine moves code, not pictures: any change here is a behaviour change and
 must be explained in its commit. After an intended change of pictures, record again with
 `RECORD_PIXEL_BASELINE=1 python3 -m pytest tests/test_pixel_baseline.py` and say why in the commit.
+The hashes hold for the library versions pinned in requirements-dev.txt.
 """
 
 from __future__ import annotations
