@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from ..errors import UserError
-from ..serving.memory_budget import image_bytes
+from ..imaging.images import image_bytes
 
 
 @dataclass

@@ -148,3 +148,12 @@ def combine_masks(*masks: Image.Image | None) -> Image.Image | None:
                             f"{present[0].width}x{present[0].height}; they must be the same size", field="mask")
         out = np.maximum(out, np.asarray(m))
     return Image.fromarray(out, "L")
+
+
+def image_bytes(img) -> int:
+    """Bytes of a decoded PIL image's pixels (0 for anything else: a path, None)."""
+    if not isinstance(img, Image.Image):
+        return 0
+    w, h = img.size
+    bits = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}.get(img.mode, 8)
+    return w * h * max(1, len(img.getbands()) * bits // 8)

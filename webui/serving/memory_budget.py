@@ -24,10 +24,10 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image
 
 from ..engine.stages import hires
 from ..errors import UserError
+from ..imaging.images import image_bytes  # noqa: F401 - re-exported for callers
 from .ratelimit import RateLimited
 
 GIB = 1 << 30
@@ -37,15 +37,6 @@ MIB = 1 << 20
 # pixel, for a 4096x4096 input).
 PASTE_BYTES_PER_PIXEL = 24
 INPAINT_RESULT_BYTES_PER_PIXEL = 9
-
-
-def image_bytes(img) -> int:
-    """Bytes of a decoded PIL image's pixels (0 for anything else: a path, None)."""
-    if not isinstance(img, Image.Image):
-        return 0
-    w, h = img.size
-    bits = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}.get(img.mode, 8)
-    return w * h * max(1, len(img.getbands()) * bits // 8)
 
 
 def human(n: int) -> str:
