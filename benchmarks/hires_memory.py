@@ -1,5 +1,5 @@
 """Peak GPU memory and time per stage for hires fix and the face detail pass, and the VAE
-decode with and without tiling -- the numbers behind hires.TILED_VAE_PIXELS.
+decode with and without tiling -- the numbers behind denoise.TILED_VAE_PIXELS.
 
 Builds a random-weight SD1.5 model from the shipped configs (real layer sizes, fp16; the
 pictures are noise but memory and time are those of a real checkpoint), then runs requests
@@ -67,7 +67,8 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from webui.engine.stages import hires
+    from webui.engine import denoise, runner
+    from webui.engine.jobs import Job
     from webui.errors import UserError
     from webui.engine.memory import stage_peak
     from webui.serving.service import Service
@@ -130,24 +131,25 @@ def main() -> None:
 
     # The VAE decode alone, tiled or not, at the sizes hires fix produces.
     decode_rows = []
+    ctx = runner.new_context(mgr, model, [svc.request(dict(prompt="x", width=px, height=px))], [Job()])
     for side in (2 * px, 3 * px, 4 * px):
         lat = torch.randn(1, 4, side // 8, side // 8, device=mgr.device, dtype=mgr.dtype)
         for tiled in (False, True):
-            old = hires.TILED_VAE_PIXELS
-            hires.TILED_VAE_PIXELS = 0 if tiled else 10**12
+            old = denoise.TILED_VAE_PIXELS
+            denoise.TILED_VAE_PIXELS = 0 if tiled else 10**12
             rec: dict = {}
             try:
-                mgr.decode(model, lat, [])  # warm-up
-                mgr._sync()
+                denoise.decode(ctx, lat)  # warm-up
+                mgr.sync()
                 t = time.perf_counter()
                 with stage_peak(mgr.device, rec, "decode"):
-                    mgr.decode(model, lat, [])
-                mgr._sync()
+                    denoise.decode(ctx, lat)
+                mgr.sync()
                 secs = time.perf_counter() - t
             except torch.OutOfMemoryError:
                 rec, secs = {"decode": float("nan")}, float("nan")
             finally:
-                hires.TILED_VAE_PIXELS = old
+                denoise.TILED_VAE_PIXELS = old
             row = dict(side=side, tiled=tiled, peak_mib=rec["decode"], seconds=round(secs, 3))
             decode_rows.append(row)
             print(json.dumps(row), flush=True)

@@ -388,7 +388,7 @@ def test_hires_fix_keeps_the_units(service):
 def test_hires_pass_itself_follows_the_unit(service, upscaler):
     """The same first-pass latents into the hires pass: only the pass's ControlNet differs."""
     from webui.engine.stages import hires
-    from webui.engine import tasks
+    from webui.engine import runner
     from webui.engine.jobs import Job
 
     manager = service.manager
@@ -398,11 +398,9 @@ def test_hires_pass_itself_follows_the_unit(service, upscaler):
         units = [] if weight is None else [unit(weight=weight, module="canny")]
         req = service.request(dict(prompt="portrait", seed=3, steps=2, width=64, height=64, sampler_name="Euler",
                                    controlnet_units=units, **{**HIRES, "hr_upscaler": upscaler}))
-        control = controlnet.prepare_control(manager.controlnets, req.controlnet_units, model.pipe.unet.config,
-                                             tasks.prepare(req, model))
+        ctx = runner.new_context(manager, model, [req], [Job()])
         latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.3  # a latent's usual scale
-        embeds = manager.embeds(model, None, req.prompt, req.negative_prompt, 1, req.clip_skip, [])
-        out[weight] = hires.second_pass(manager, model, req, latents, [3], embeds, Job(), [], {}, control)[0]
+        out[weight] = hires.run(ctx, latents, [3])[0]
     assert out[None].size == (96, 96)
     assert np.abs(px(out[None]) - px(out[0.0])).max() <= 1
     assert np.abs(px(out[None]) - px(out[1.5])).mean() > 2

@@ -109,14 +109,13 @@ def test_face_at_the_border(service, astronaut):
     image = astronaut.crop((200, 40, 456, 296))  # the face is cut by the left edge
     req = service.request(dict(prompt="portrait", seed=1, init_image=image, face_detail_denoising_strength=0.7,
                                face_detail_padding=64, **FAST), "img2img")
-    model = service.manager.active
     outcome = {}
 
-    def inpaint(crop, mask, prompt, negative):
+    def inpaint(crop, mask, prompt, negative, region):
         sub = req.replace(task="inpaint", init_image=crop, mask=mask, width=64, height=64, mask_blur=0,
                           denoising_strength=0.7)
         outcome.setdefault("sizes", []).append(crop.size)
-        return service.manager._generate(model, sub, Job(), {}).images[0]
+        return service.manager.generate(sub, Job()).images[0]
 
     box = FaceBox(0, 20, 70, 90)
     res = detailer.detail_faces(image, options(padding=64, denoising_strength=0.7), FixedBoxes(box), inpaint,

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from webui.engine import denoise
 from webui.engine.stages import hires
 from webui.errors import UserError
 from webui.metadata.infotext import infotext_to_fields, parse_infotext
@@ -150,7 +151,7 @@ def test_pixel_limit_refused_at_the_request_edge(models_dir, tmp_path):
 def test_tiled_vae_for_large_sizes_is_switched_on_only_for_the_call(service, monkeypatch):
     vae = service.manager.active.pipe.vae
     plain = hr(service, hr_upscaler="Lanczos")
-    monkeypatch.setattr(hires, "TILED_VAE_PIXELS", 64 * 64)  # make the 128x128 pass "large"
+    monkeypatch.setattr(denoise, "TILED_VAE_PIXELS", 64 * 64)  # make the 128x128 pass "large"
     calls = []
     real = type(vae).tiled_decode
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from webui.engine import tasks
+from webui.engine import denoise, runner, tasks
+from webui.engine.jobs import Job
 from webui.errors import UserError
 from webui.metadata.image_meta import read_infotext
 from webui.imaging.images import combine_masks, editor_mask, load_mask, load_upload
@@ -275,9 +276,8 @@ def test_three_tasks_share_one_set_of_weights(service, model):
             service.request(dict(init_image=img, mask=mask, steps=2, width=64, height=64,
                                  sd_model_checkpoint=model), "inpaint")]
     for req in reqs:
-        prepared = tasks.prepare(req, loaded)
-        sched, _ = service.manager.schedulers.build(loaded.pipe.scheduler.config, "Euler", "Automatic")
-        pipe = tasks.task_pipeline(loaded, prepared, sched)
+        ctx = runner.new_context(service.manager, loaded, [req], [Job()])
+        pipe = denoise.build_pipeline(ctx, runner.base_spec(req, tasks.prepare(req, loaded), [1]), ctx.extensions)
         for k, m in modules.items():
             assert getattr(pipe, k) is m
         service.generate(req)

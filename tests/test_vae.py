@@ -83,9 +83,9 @@ def test_vae_file_changes_decode_and_automatic_restores(svc, models_dir):
     assert info["VAE"] == "painterly.safetensors" and info["VAE hash"] == sha[:10]
     assert "VAE" not in parse_infotext(base.infotexts[0])
     # Cached: the second use does not load the file again.
-    cached = dict(svc.manager._vae_cache)
+    cached = svc.manager.vae_cache.values()
     gen(svc, sd_vae="painterly")  # the stem works too
-    assert list(svc.manager._vae_cache.values())[-1] is list(cached.values())[-1]
+    assert svc.manager.vae_cache.values()[-1] is cached[-1]
 
 
 def test_pt_and_diffusers_folder_load_the_same_weights(models_dir, svc):
@@ -117,5 +117,5 @@ def test_fp16_overflow_decodes_again_in_fp32(models_dir, tmp_path):
     assert any("NaN" in w and "fp32" in w for w in r.warnings), r.warnings
     pixels = np.asarray(r.images[0])
     assert pixels.std() > 1  # a picture, not the flat black of NaNs
-    vae = list(svc.manager._vae_cache.values())[-1]
+    vae = svc.manager.vae_cache.values()[-1]
     assert vae.dtype == torch.float16  # back in half precision for the next request

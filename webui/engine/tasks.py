@@ -1,6 +1,6 @@
 """What differs between txt2img, img2img and inpaint, kept out of the engine's one path:
-input preparation, which diffusers pipeline class runs it, its call arguments, the paste-back
-of an inpainted region, and the infotext keys each task adds.
+input preparation, which diffusers pipeline class runs it, the paste-back of an inpainted
+region, and the infotext keys each task adds.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import diffusers
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
@@ -18,22 +17,13 @@ from ..imaging.masks import blur_mask, expand_canvas, mask_bbox, paste_crop
 from ..request import MASKED_CONTENT, GenerationRequest
 
 _CLASSES = {
-    # (task, sdxl, 9-channel inpainting UNet) -> diffusers pipeline class name
-    ("txt2img", False, False): "StableDiffusionPipeline",
-    ("txt2img", True, False): "StableDiffusionXLPipeline",
-    ("img2img", False, False): "StableDiffusionImg2ImgPipeline",
-    ("img2img", True, False): "StableDiffusionXLImg2ImgPipeline",
-    ("inpaint", False, False): "StableDiffusionInpaintPipeline",
-    ("inpaint", True, False): "StableDiffusionXLInpaintPipeline",
-}
-# the same task with ControlNet units (controlnet.py makes their pipeline arguments)
-CONTROLNET_CLASSES = {
-    "StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
-    "StableDiffusionImg2ImgPipeline": "StableDiffusionControlNetImg2ImgPipeline",
-    "StableDiffusionInpaintPipeline": "StableDiffusionControlNetInpaintPipeline",
-    "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
-    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
-    "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+    # (pipeline kind, sdxl) -> diffusers pipeline class name
+    ("txt2img", False): "StableDiffusionPipeline",
+    ("txt2img", True): "StableDiffusionXLPipeline",
+    ("img2img", False): "StableDiffusionImg2ImgPipeline",
+    ("img2img", True): "StableDiffusionXLImg2ImgPipeline",
+    ("inpaint", False): "StableDiffusionInpaintPipeline",
+    ("inpaint", True): "StableDiffusionXLInpaintPipeline",
 }
 INPAINT_AREAS = ("Whole picture", "Only masked")
 
@@ -41,7 +31,6 @@ INPAINT_AREAS = ("Whole picture", "Only masked")
 @dataclass
 class Prepared:
     task: str
-    cls_name: str
     image: Image.Image | None = None       # what the pipeline sees (at the model's size)
     mask: Image.Image | None = None        # 'L', blurred, at the pipeline's size
     original: Image.Image | None = None    # inpaint: the input picture the result is pasted into
@@ -50,6 +39,12 @@ class Prepared:
     model_box: tuple[int, int, int, int] | None = None  # ...and where it sits in the model's image
     width: int = 512
     height: int = 512
+
+    @property
+    def kind(self) -> str:
+        """The pipeline kind that runs it: a 9-channel inpainting UNet always inpaints (with
+        an all-white mask when the task has none)."""
+        return "inpaint" if self.mask is not None else "txt2img" if self.image is None else "img2img"
 
 
 def fit_boxes(src: tuple[int, int], width: int, height: int, mode: int) -> tuple[tuple, tuple]:
@@ -130,24 +125,22 @@ def prepare(req: GenerationRequest, model) -> Prepared:
     inpaint_unet = model.is_inpaint
     task = req.task
     if task == "txt2img" and not inpaint_unet:
-        return Prepared(task, _CLASSES[(task, model.is_sdxl, False)], width=req.width, height=req.height)
+        return Prepared(task, width=req.width, height=req.height)
     if task == "txt2img":  # an inpainting checkpoint draws from scratch with everything masked
         grey = Image.new("RGB", (req.width, req.height), (127, 127, 127))
         white = Image.new("L", (req.width, req.height), 255)
-        return Prepared(task, _CLASSES[("inpaint", model.is_sdxl, False)], grey, white,
-                        width=req.width, height=req.height)
+        return Prepared(task, grey, white, width=req.width, height=req.height)
     init = to_rgb(req.init_image)
     size = (req.width, req.height)
     if task == "img2img":
         image = resize_image(init, *size, req.resize_mode)
         if inpaint_unet:  # a 9-channel UNet needs a mask: all white = change everything
             white = Image.new("L", image.size, 255)
-            return Prepared(task, _CLASSES[("inpaint", model.is_sdxl, False)], image, white, *[None] * 4, *size)
-        return Prepared(task, _CLASSES[(task, model.is_sdxl, False)], image, width=req.width, height=req.height)
+            return Prepared(task, image, white, *[None] * 4, *size)
+        return Prepared(task, image, width=req.width, height=req.height)
     # inpaint: the model works on a width x height picture (all of the input, or the crop
     # around the mask); finish() maps its output back onto the input at the input's size.
     blurred = blur_mask(inpaint_mask(req), req.mask_blur)
-    cls_name = _CLASSES[("inpaint", model.is_sdxl, False)]
     if req.inpaint_full_res:
         region = mask_bbox(blurred, req.inpaint_full_res_padding, size)
         crop = init.crop(region).resize(size, Image.LANCZOS)
@@ -158,7 +151,7 @@ def prepare(req: GenerationRequest, model) -> Prepared:
         crop = resize_image(init, *size, req.resize_mode)
         crop_mask = resize_image(blurred, *size, req.resize_mode)
     start = _fill_masked(crop, crop_mask, req.inpainting_fill, req.seed)
-    return Prepared(task, cls_name, start, crop_mask, init, blurred, region, model_box, *size)
+    return Prepared(task, start, crop_mask, init, blurred, region, model_box, *size)
 
 
 def outpaint(image: Image.Image, mask: Image.Image | None, left: int = 0, right: int = 0, top: int = 0,
@@ -189,42 +182,13 @@ def outpaint_size(canvas: tuple[int, int], width: int, height: int, limits) -> t
     return w, h
 
 
-def task_pipeline(model, prepared: Prepared, scheduler, vae=None, controlnet=None):
-    """A new lightweight pipeline object over the shared weights, owning this request's
-    scheduler and interrupt flag (and the request's VAE, when it chose one).
-    (Not `from_pipe`: it recasts the shared modules' dtype.)
-    With `controlnet` (one model or a list) it is the task's ControlNet pipeline class."""
-    cls_name = prepared.cls_name
-    if controlnet is not None:
-        cls_name = CONTROLNET_CLASSES[cls_name]
-    cls = getattr(diffusers, cls_name)
-    expected, optional = cls._get_signature_keys(cls)
-    base = model.pipe
-    kwargs = {k: v for k, v in base.components.items() if k in expected}
-    kwargs.update({k: base.config[k] for k in optional if k in base.config})
-    kwargs["scheduler"] = scheduler
-    if vae is not None:
-        kwargs["vae"] = vae
-    for k in expected:
-        kwargs.setdefault(k, None)  # e.g. image_encoder, feature_extractor, safety_checker
-    if "requires_safety_checker" in optional:
-        kwargs["requires_safety_checker"] = False
-    if controlnet is not None:
-        kwargs["controlnet"] = controlnet  # a list becomes a MultiControlNetModel in the pipeline
-    pipe = cls(**kwargs)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def pipeline_class(kind: str, sdxl: bool) -> str:
+    return _CLASSES[(kind, sdxl)]
 
 
-def pipeline_inputs(req: GenerationRequest, prepared: Prepared, model) -> dict:
-    if prepared.image is None:
-        return {"width": req.width, "height": req.height}
-    args = {"image": prepared.image}
-    if prepared.mask is not None:
-        args.update(mask_image=prepared.mask, width=prepared.width, height=prepared.height)
-    strength = 1.0 if prepared.task == "txt2img" else req.denoising_strength
-    args["strength"] = strength
-    return args
+def strength(req: GenerationRequest, prepared: Prepared) -> float:
+    """How much of the starting picture is repainted: all of it when drawing from scratch."""
+    return 1.0 if prepared.task == "txt2img" else req.denoising_strength
 
 
 def skip_denoise(req: GenerationRequest) -> bool:

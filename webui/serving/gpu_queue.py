@@ -11,37 +11,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engine.manager import GenerationResult
+from ..engine.runner import batch_key
 from ..errors import UserError
 from ..engine.jobs import Job
 from ..request import GenerationRequest
 
 log = logging.getLogger(__name__)
-
-_LORA = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+)(?::([^:>]*))?[^>]*>", re.I)
-
-
-def batch_key(req: GenerationRequest) -> tuple | None:
-    """Requests with equal keys can share one UNet batch; None: this one always runs alone.
-
-    Everything that changes the denoising loop for the whole batch is in the key (model, size,
-    steps, sampler, schedule, CFG, clip skip, LoRA set); prompts and seeds may differ. Jobs with
-    several batches (n_iter > 1), hires fix, a face pass or an init image run alone (img2img can join later).
-    """
-    if req.task != "txt2img" or req.n_iter != 1 or req.enable_hr or req.subseed_strength or req.face_detail:
-        return None
-    if req.controlnet_units or req.ip_adapters:  # per-request control maps and adapters: run alone
-        return None
-    loras = tuple(sorted((m.group(1).strip(), (m.group(2) or "1").strip()) for m in _LORA.finditer(req.prompt)))
-    return (req.sd_model_checkpoint, req.sd_vae, req.width, req.height, req.steps, req.sampler_name,
-            req.scheduler, req.cfg_scale, req.clip_skip, loras)
-
 
 @dataclass
 class Entry:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -38,6 +37,7 @@ from ...request.controlnet import (  # noqa: F401 - the unit type and its option
     units_from_alwayson,
 )
 from ..tasks import resize_image
+from .base import Extension
 
 log = logging.getLogger(__name__)
 
@@ -256,41 +256,61 @@ def pipeline_kwargs(cls_name: str, units, images: list[Image.Image], warnings: l
     }
 
 
-@dataclass
-class Control:
-    """The ControlNet part of one request, ready for the pipeline."""
-    nets: list
-    images: list[Image.Image]
-    params: dict[str, str]  # infotext: "ControlNet 0" -> unit settings
-
-    @property
-    def net(self):
-        return self.nets[0] if len(self.nets) == 1 else self.nets
-
-
-def prepare_control(cache: ControlNetCache, units, unet_config, prepared, hashes=None,
-                    warnings: list[str] | None = None) -> Control | None:
-    """Load each unit's model (cached) and make its control image at the pipeline's size."""
-    if not units:
-        return None
-    nets, images, params = [], [], {}
-    original_size = prepared.original.size if prepared.original is not None else None
-    for n, unit in enumerate(units):
-        net, label = cache.get(unit.model, unet_config)
-        _, source = find_model(cache.models_dir, unit.model)
-        if hashes is not None and source.is_file():
-            label = f"{label} [{hashes.sha256(source)[:8]}]"
-        nets.append(net)
-        images.append(control_image(unit, prepared.width, prepared.height, cache.annotators,
-                                    prepared.region, original_size))
-        if warnings is not None:
-            warnings += [n for n in annotators.notes(unit.module) if n not in warnings]
-        params[f"ControlNet {n}"] = unit.infotext(label)
-    return Control(nets, images, params)
+# the same task with ControlNet units
+CONTROLNET_CLASSES = {
+    "StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
+    "StableDiffusionImg2ImgPipeline": "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline": "StableDiffusionControlNetInpaintPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
+    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+    "StableDiffusionXLInpaintPipeline": "StableDiffusionXLControlNetInpaintPipeline",
+}
 
 
-def hires_kwargs(cache: ControlNetCache, units, cls_name: str, size: tuple[int, int], warnings: list[str]) -> dict:
-    """Pipeline arguments for the hires fix pass: the same units, each map made again at the
-    hires size (as the A1111 ControlNet extension does), so edges and skeletons stay sharp."""
-    images = [control_image(u, size[0], size[1], cache.annotators) for u in units]
-    return pipeline_kwargs(cls_name, units, images, warnings)
+class ControlNet(Extension):
+    """The request's ControlNet units. Every pass gets each unit's map made again at its own
+    size and of the part of the picture it sees (as the A1111 ControlNet extension does for
+    the hires pass), so edges and skeletons stay sharp and the face pass sees the face's crop."""
+    batchable = False  # per-request control maps
+
+    def __init__(self, units):
+        self.units = units
+        self.nets: list = []
+        self.params: dict[str, str] = {}
+        self._maps: dict[tuple, list[Image.Image]] = {}
+
+    def prepare(self, ctx) -> None:
+        cache = ctx.engine.controlnets
+        unet_config = ctx.model.pipe.unet.config
+        self.nets, self.params, self._maps = [], {}, {}
+        for n, unit in enumerate(self.units):
+            net, label = cache.get(unit.model, unet_config)
+            _, source = find_model(cache.models_dir, unit.model)
+            if source.is_file():
+                label = f"{label} [{ctx.engine.catalog.hashes.sha256(source)[:8]}]"
+            self.nets.append(net)
+            ctx.note(*annotators.notes(unit.module))
+            self.params[f"ControlNet {n}"] = unit.infotext(label)
+
+    def pipeline_class(self, name: str) -> str:
+        return CONTROLNET_CLASSES[name]
+
+    def components(self, ctx) -> dict:
+        # a list becomes a MultiControlNetModel in the pipeline
+        return {"controlnet": self.nets[0] if len(self.nets) == 1 else list(self.nets)}
+
+    def maps(self, ctx, spec) -> list[Image.Image]:
+        key = (spec.width, spec.height, spec.region, spec.source_size)
+        if key not in self._maps:  # annotators are slow: once per size and crop
+            self._maps[key] = [control_image(u, spec.width, spec.height, ctx.engine.controlnets.annotators,
+                                             spec.region, spec.source_size) for u in self.units]
+        return self._maps[key]
+
+    def call_kwargs(self, ctx, spec, pipe) -> dict:
+        notes: list[str] = []
+        kwargs = pipeline_kwargs(pipe.__class__.__name__, self.units, self.maps(ctx, spec), notes)
+        ctx.note(*notes)
+        return kwargs
+
+    def infotext(self, ctx) -> dict:
+        return dict(self.params)

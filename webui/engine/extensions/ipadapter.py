@@ -16,7 +16,7 @@ The image encoder is a diffusers folder: ``models/ipadapter/<adapter name>_image
 of h94/IP-Adapter in the local Hub cache -- the first whose width fits what the adapter reads
 (ViT-H for SD 1.5 and the "vit-h" SDXL adapters, ViT-bigG for the other SDXL ones).
 
-The adapter is loaded into the shared UNet for one request only and the UNet's attention
+The adapter is loaded into the shared UNet for one pass only and the UNet's attention
 processors are put back afterwards, so a request without reference images runs the plain
 UNet and costs nothing extra.
 """
@@ -30,11 +30,12 @@ from pathlib import Path
 
 import torch
 
-from ...models import model_files
 from ...errors import UserError
+from ...models import model_files
 from ...request.ipadapter import (  # noqa: F401 - the reference type and its options, re-exported
     DEFAULT_WEIGHT, FIELD, MAX_ADAPTERS, IPAdapterRef, parse_adapters,
 )
+from .base import Extension
 
 # Image encoders of the h94/IP-Adapter repository, used when they are in the local Hub cache.
 HUB_ENCODERS = (("h94/IP-Adapter", "models/image_encoder"), ("h94/IP-Adapter", "sdxl_models/image_encoder"))
@@ -177,50 +178,67 @@ def find_encoder(folder: Path, stem: str, attr: str, width: int) -> Path:
                     f"{folder / 'image_encoder'} or {folder / (stem + '_image_encoder')}{have}", field=FIELD)
 
 
-@contextlib.contextmanager
-def applied(cache: IPAdapterCache, pipe, refs, unet_config):
-    """Load the adapters into the pipeline's (shared) UNet for one call; yields the extra
-    pipeline arguments and puts the UNet back as it was afterwards, whatever happens."""
-    if not refs:
-        yield {}
-        return
-    from transformers import CLIPImageProcessor
+class IPAdapter(Extension):
+    """Reference images. The adapters are loaded into the pipeline's (shared) UNet for one pass
+    and the UNet is put back as it was afterwards, whatever happens; they apply in the hires
+    and face passes too, so the face fix keeps the identity the reference gives."""
+    batchable = False  # per-request adapters and images
 
-    loaded = [cache.adapter(r.model) for r in refs]
-    for r, (sd, _) in zip(refs, loaded):
-        check_family(r.model, sd, unet_config)
-    encoders = {id(e): e for e in (cache.encoder(path, sd) for sd, path in loaded)}
-    if len(encoders) > 1:
-        raise UserError("these IP-Adapters need different image encoders; use adapters that share one", field=FIELD)
-    encoder = next(iter(encoders.values()))
-    unet = pipe.unet
-    saved_procs = dict(unet.attn_processors)
-    saved_proj, saved_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
-    size = encoder.config.image_size
-    pipe.register_modules(image_encoder=encoder,
-                          feature_extractor=CLIPImageProcessor(size={"shortest_edge": size},
-                                                               crop_size={"height": size, "width": size}))
-    try:
+    def __init__(self, refs):
+        self.refs = refs
+        self.loaded: list[tuple[dict, Path]] = []
+        self.encoder = None
+
+    def prepare(self, ctx) -> None:
+        """Load and check everything first: a bad adapter fails before any pass runs."""
+        cache = ctx.engine.ipadapters
+        self.loaded = [cache.adapter(r.model) for r in self.refs]
+        for r, (sd, _) in zip(self.refs, self.loaded):
+            check_family(r.model, sd, ctx.model.pipe.unet.config)
+        encoders = {id(e): e for e in (cache.encoder(path, sd) for sd, path in self.loaded)}
+        if len(encoders) > 1:
+            raise UserError("these IP-Adapters need different image encoders; use adapters that share one",
+                            field=FIELD)
+        self.encoder = next(iter(encoders.values()))
+
+    @contextlib.contextmanager
+    def around_call(self, ctx, spec, pipe):
+        from transformers import CLIPImageProcessor
+
+        refs, unet = self.refs, pipe.unet
+        saved_procs = dict(unet.attn_processors)
+        saved_proj, saved_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
+        size = self.encoder.config.image_size
+        pipe.register_modules(image_encoder=self.encoder,
+                              feature_extractor=CLIPImageProcessor(size={"shortest_edge": size},
+                                                                   crop_size={"height": size, "width": size}))
         try:
-            pipe.load_ip_adapter([sd for sd, _ in loaded], subfolder=[""] * len(refs), weight_name=[""] * len(refs),
-                                 image_encoder_folder=None)
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise UserError(f"IP-Adapter does not fit this checkpoint or its image encoder: {str(e)[:200]}",
-                            field=FIELD) from e
-        # Each weight goes into its adapter's value projection (the attention output is linear
-        # in V) and the processors' own scale stays 1: that scale is a float a compiled UNet
-        # bakes in, so every new weight would recompile it (a minute on a GPU).
-        pipe.set_ip_adapter_scale([1.0] * len(refs))
-        for proc in unet.attn_processors.values():
-            for layer, r in zip(getattr(proc, "to_v_ip", ()), refs):
-                layer.weight.data = layer.weight.data * r.weight  # a new tensor: cached weights stay
-                if layer.bias is not None:
-                    layer.bias.data = layer.bias.data * r.weight
-        unet.to(cache.device)
-        yield {"ip_adapter_image": [r.image.convert("RGB") for r in refs]}
-    finally:
-        # The projection first: a Resampler holds attention layers of its own, which
-        # set_attn_processor would otherwise count among the UNet's.
-        unet.encoder_hid_proj = saved_proj
-        unet.config.encoder_hid_dim_type = saved_type
-        unet.set_attn_processor(saved_procs)
+            try:
+                pipe.load_ip_adapter([sd for sd, _ in self.loaded], subfolder=[""] * len(refs),
+                                     weight_name=[""] * len(refs), image_encoder_folder=None)
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise UserError(f"IP-Adapter does not fit this checkpoint or its image encoder: {str(e)[:200]}",
+                                field=FIELD) from e
+            # Each weight goes into its adapter's value projection (the attention output is linear
+            # in V) and the processors' own scale stays 1: that scale is a float a compiled UNet
+            # bakes in, so every new weight would recompile it (a minute on a GPU).
+            pipe.set_ip_adapter_scale([1.0] * len(refs))
+            for proc in unet.attn_processors.values():
+                for layer, r in zip(getattr(proc, "to_v_ip", ()), refs):
+                    layer.weight.data = layer.weight.data * r.weight  # a new tensor: cached weights stay
+                    if layer.bias is not None:
+                        layer.bias.data = layer.bias.data * r.weight
+            unet.to(ctx.engine.ipadapters.device)
+            yield
+        finally:
+            # The projection first: a Resampler holds attention layers of its own, which
+            # set_attn_processor would otherwise count among the UNet's.
+            unet.encoder_hid_proj = saved_proj
+            unet.config.encoder_hid_dim_type = saved_type
+            unet.set_attn_processor(saved_procs)
+
+    def call_kwargs(self, ctx, spec, pipe) -> dict:
+        return {"ip_adapter_image": [r.image.convert("RGB") for r in self.refs]}
+
+    def infotext(self, ctx) -> dict:
+        return {f"IP-Adapter {n}": r.infotext() for n, r in enumerate(self.refs)}

@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 
 from ...errors import UserError
-from ..fast import unfuse_qkv
 from ...models.model_files import lookup, scan
+from ...prompts.prompt_parser import extract_loras
+from ..fast import unfuse_qkv
+from .base import Extension
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ class AdapterSet:
         self._loaded: OrderedDict[tuple, str] = OrderedDict()  # (path, stamp) -> adapter name
         self._counter = 0
         self.active: list[tuple[str, float]] = []
+        self._wanted: tuple | None = None  # what the last activate() was asked for...
+        self._notes: list[str] = []        # ...and what it warned (said again to each request)
 
     def _key(self, f: LoraFile) -> tuple:
         return (str(f.path), f.stamp)
@@ -204,7 +208,11 @@ class AdapterSet:
 
     def activate(self, wanted: list[tuple[LoraFile, float]]) -> list[str]:
         """Make exactly `wanted` active with its weights (nothing: LoRA off). Returns warnings;
-        a LoRA that cannot be used is left out and named in a warning."""
+        a LoRA that cannot be used is left out and named in a warning. Asking again for the
+        set that is active costs nothing (the face pass may switch sets and back)."""
+        wanted_key = tuple((self._key(f), w) for f, w in wanted)
+        if wanted_key == self._wanted:
+            return list(self._notes)
         warnings: list[str] = []
         names: list[str] = []
         weights: list[float] = []
@@ -223,6 +231,7 @@ class AdapterSet:
         elif self._loaded:
             self.pipe.disable_lora()
         self.active = list(zip(names, weights))
+        self._wanted, self._notes = wanted_key, list(warnings)
         return warnings
 
     def _scales_as_tensors(self) -> None:
@@ -268,3 +277,64 @@ def merge_tags(tags: list[tuple[str, float]]) -> tuple[list[tuple[str, float]], 
             warnings.append(f"LoRA {name} is named twice in the prompt; using the last weight {w:g}")
         out[name] = w
     return list(out.items()), warnings
+
+
+def prompt_tags(prompt: str) -> tuple[tuple[str, float], ...]:
+    """The LoRA set a prompt asks for, one weight per name."""
+    return tuple(merge_tags(extract_loras(prompt)[1])[0])
+
+
+class Lora(Extension):
+    """Exactly the `<lora:...>` set of the pass's prompt, active while the pass runs (none:
+    LoRA off). Unknown or unusable LoRAs are warnings, as in A1111; a name that points outside
+    models/Lora is refused (UserError)."""
+
+    def __init__(self, prompt: str, negative: str):
+        self.prompt, self.negative = prompt, negative
+        self.tags = prompt_tags(prompt)
+        self.wanted: list[tuple[LoraFile, float]] = []
+        self.hashes: dict[str, str] = {}
+
+    def batch_key(self) -> tuple:
+        return tuple(sorted(self.tags))
+
+    def prepare(self, ctx) -> None:
+        _, tags, _ = extract_loras(self.prompt)  # syntax warnings come from the prompt encoder
+        ctx.note(*merge_tags(tags)[1])
+        if extract_loras(self.negative)[1]:
+            ctx.note("LoRA tags in the negative prompt have no effect (as in A1111); they were removed from its "
+                     "text. Use a negative weight in the prompt, e.g. <lora:name:-0.5>.")
+        library = ctx.engine.loras
+        self.wanted = []
+        for name, weight in self.tags:
+            f = library.find(name)
+            if f is None:
+                ctx.note(f"LoRA {name!r} was not found in {library.folder.name}/; it was ignored")
+                continue
+            self.wanted.append((f, weight))
+        self._activate(ctx)  # before any prompt is encoded: text-encoder LoRAs change the embeddings
+        applied = {a for a, _ in ctx.model.adapters.active} if ctx.model.adapters else set()
+        self.hashes = {f.name: library.short_hash(f) for f, _ in self.wanted
+                       if ctx.model.adapters.adapter_of(f) in applied}
+
+    def _activate(self, ctx) -> None:
+        model = ctx.model
+        if model.adapters is None:
+            if not self.wanted:
+                return  # nothing ever loaded into this model: nothing to turn off
+            model.adapters = AdapterSet(model.pipe)
+        ctx.note(*model.adapters.activate(self.wanted))
+
+    def around_call(self, ctx, spec, pipe):
+        self._activate(ctx)  # a no-op unless another pass switched sets
+        return super().around_call(ctx, spec, pipe)
+
+    def infotext(self, ctx) -> dict:
+        return {"Lora hashes": dict(self.hashes)} if self.hashes else {}
+
+    def for_subpass(self, ctx, prompt: str, negative: str) -> "Lora":
+        if prompt_tags(prompt) == self.tags:
+            return self
+        sub = Lora(prompt, negative)
+        sub.prepare(ctx)
+        return sub

@@ -27,6 +27,8 @@ from PIL import Image
 
 from ...models.faces import FaceBox, face_crop_region, make_detector, select_faces
 from ...imaging.masks import feathered_mask, paste_crop
+from ..denoise import run_pass
+from ..plan import PassSpec, Prompts
 from ...request.face import PROMPT_TOKEN, SEP, face_fields_from_alwayson  # noqa: F401 - re-exported
 
 # The mask ellipse is the detector's box widened by this fraction on each side: detector
@@ -65,8 +67,9 @@ class FaceDetailResult:
     warnings: list[str] = field(default_factory=list)
 
 
-# An inpainting function: (crop, crop mask, prompt, negative prompt) -> repainted crop.
-InpaintFn = Callable[[Image.Image, Image.Image, str, str], Image.Image]
+# An inpainting function: (crop, crop mask, prompt, negative prompt, the crop's box in the
+# picture) -> repainted crop.
+InpaintFn = Callable[[Image.Image, Image.Image, str, str, tuple], Image.Image]
 
 
 def native_size(model) -> tuple[int, int]:
@@ -129,7 +132,7 @@ def detail_faces(image: Image.Image, options: FaceDetailOptions, detector, inpai
     for plan, prompt, negative in zip(plans, prompts, negatives):
         crop = image.crop(plan.region).resize(size, Image.Resampling.LANCZOS)
         crop_mask = plan.mask.crop(plan.region).resize(size, Image.Resampling.LANCZOS)
-        repainted = inpaint(crop, crop_mask, prompt, negative)
+        repainted = inpaint(crop, crop_mask, prompt, negative, plan.region)
         image = paste_crop(image, repainted, plan.region, plan.mask)
     result.image = image
     return result
@@ -154,35 +157,30 @@ def infotext_params(options: FaceDetailOptions, size: tuple[int, int], faces: in
     }
 
 
-def engine_pass(engine, model, req, image: Image.Image, seed: int, job, warnings: list[str],
-                timings: dict) -> tuple[Image.Image, dict]:
-    """The face pass inside a generation: the engine's own inpaint path over the shared
-    weights, seeded with the image's seed. Returns the image and its infotext keys."""
+def engine_pass(ctx, image: Image.Image, seed: int) -> tuple[Image.Image, dict]:
+    """The face pass inside a generation: one inpaint pass per face over the shared weights,
+    seeded with the image's seed, with the run's extensions that apply in sub-passes (ControlNet
+    maps of the face's crop, the reference images). Returns the image and its infotext keys."""
+    req, model, job = ctx.request, ctx.model, ctx.job
     options = FaceDetailOptions.from_request(req)
     size = (options.width or native_size(model)[0], options.height or native_size(model)[1])
-    detector = make_detector(options.detector, engine.settings.models_dir, confidence=options.confidence)
+    detector = make_detector(options.detector, ctx.engine.settings.models_dir, confidence=options.confidence)
+    steps = options.steps or req.steps
     t0 = time.perf_counter()
 
-    def inpaint(crop: Image.Image, crop_mask: Image.Image, prompt: str, negative: str) -> Image.Image:
-        if job.interrupted:
+    def inpaint(crop: Image.Image, crop_mask: Image.Image, prompt: str, negative: str, region) -> Image.Image:
+        if job.stop_requested or int(steps * options.denoising_strength) < 1:
             return crop
-        sub = req.replace(
-            task="inpaint", prompt=prompt, negative_prompt=negative, init_image=crop, mask=crop_mask,
-            width=size[0], height=size[1], batch_size=1, n_iter=1, seed=seed, subseed_strength=0.0,
-            denoising_strength=options.denoising_strength, steps=options.steps or req.steps, mask_blur=0,
-            inpainting_fill=1, inpaint_full_res=False, inpainting_mask_invert=False, resize_mode=0,
-            enable_hr=False, face_detail=False, extra_params=(),
-            controlnet_units=(), ip_adapters=(),  # the control maps are for the whole picture, not a face crop
-        )
-        sub_timings: dict = {}
-        r = engine._generate(model, sub, job, sub_timings, measure=False)
-        warnings.extend(w for w in r.warnings if w not in warnings)
-        return r.images[0] if r.images else crop
+        spec = PassSpec("inpaint", (Prompts(prompt, negative, 1),), (seed,), size[0], size[1], steps,
+                        req.cfg_scale, req.sampler_name, req.scheduler, req.clip_skip, options.denoising_strength,
+                        image=crop, mask=crop_mask, region=region, source_size=image.size, label="face ")
+        out = run_pass(ctx, spec, ctx.for_subpass(prompt, negative))
+        ctx.note(*out.notes[0])
+        if job.cut_short:  # stopped inside this face: keep the face as it was
+            return crop
+        return paste_crop(crop, out.images[0], (0, 0, *size), crop_mask)
 
     out = detail_faces(image, options, detector, inpaint, size, req.prompt, req.negative_prompt)
-    for w in out.warnings:
-        note = f"{w} (seed {seed})"
-        if note not in warnings:
-            warnings.append(note)
-    timings["face detail"] = timings.get("face detail", 0.0) + time.perf_counter() - t0
+    ctx.note(*(f"{w} (seed {seed})" for w in out.warnings))
+    ctx.time("face detail", time.perf_counter() - t0)
     return out.image, infotext_params(options, size, len(out.faces), req.prompt, req.negative_prompt)

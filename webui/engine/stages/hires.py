@@ -11,30 +11,22 @@ every other name (Lanczos, Nearest, None, ESRGAN-family files in models/ESRGAN) 
 first pass, upscales the pixels through ``upscalers.get_upscaler`` and lets the img2img
 pipeline encode them again.
 
-Memory: large decodes and encodes run the VAE tiled (see :func:`vae_tiling`).
+Memory: large decodes and encodes run the VAE tiled (see :func:`denoise.vae_tiling`).
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..extensions import controlnet
-from .. import tasks
 from ...errors import UserError
 from ...request.hires import SAME_SAMPLER, SAME_SCHEDULER, check_request, target_size  # noqa: F401
 from ...models.upscalers import LATENT_UPSCALE_MODES, get_upscaler, is_latent_upscaler
-
-# The VAE decodes/encodes in tiles when one call handles more than this many pixels (all
-# images of the batch together): 1.5 megapixels, e.g. one 1216x1216 image or two 864x864.
-# Below it the VAE runs whole (exact, and faster); above it, an untiled SD1.5 fp16 decode
-# needs several GiB of activations (it grows with the pixel count), which is where hires
-# fix ran out of memory on 8-12 GiB cards while the base pass still fit.
-TILED_VAE_PIXELS = 1536 * 1024
+from ..denoise import decode, run_pass
+from ..plan import PassSpec, Prompts
 
 
 def wanted(req) -> bool:
@@ -59,25 +51,6 @@ def infotext_params(req) -> dict:
         "Hires schedule type": req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else None,
     }
     return params
-
-
-@contextmanager
-def vae_tiling(vae, pixels: int):
-    """Tiled (and one-image-at-a-time) VAE while handling more than TILED_VAE_PIXELS.
-
-    Switched on the shared VAE for one call only; the caller holds the GPU lock, and the
-    previous state is restored even when the call fails.
-    """
-    big = pixels > TILED_VAE_PIXELS
-    before = (getattr(vae, "use_tiling", False), getattr(vae, "use_slicing", False))
-    if big:
-        vae.enable_tiling()
-        vae.enable_slicing()
-    try:
-        yield big
-    finally:
-        if big:
-            vae.use_tiling, vae.use_slicing = before
 
 
 def _crop_latents(lat: torch.Tensor, w: int, h: int) -> torch.Tensor:
@@ -111,10 +84,11 @@ def upscale_pixels(images: list[Image.Image], name: str, size: tuple[int, int], 
     return result
 
 
-def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], embeds: dict, job,
-                warnings: list[str], timings: dict, control=None) -> list[Image.Image]:
-    """Upscale one batch's first-pass latents and repaint them; returns the final images.
-    `control` (controlnet.Control of the first pass): its units steer this pass too."""
+def run(ctx, latents: torch.Tensor, seeds: list[int]) -> list[Image.Image]:
+    """Upscale one batch's first-pass latents and repaint them; returns the final images. The
+    run's extensions that apply in sub-passes steer this pass too (ControlNet maps are made
+    again at the hires size, reference images apply again)."""
+    req, model = ctx.request, ctx.model
     up, out = target_size(req.width, req.height, req.hr_scale, req.hr_resize_x, req.hr_resize_y)
     steps = req.hr_second_pass_steps or req.steps
     strength = req.hr_denoising_strength
@@ -127,59 +101,30 @@ def second_pass(engine, model, req, latents: torch.Tensor, seeds: list[int], emb
                             antialias=antialias if mode in ("bilinear", "bicubic") else False)
         image = _crop_latents(lat, out[0] // vae_f, out[1] // vae_f).to(latents.dtype)
         if strength < 0.5:
-            note = ("latent upscaling with a denoising strength under 0.5 leaves the picture blurry; "
-                    "use 0.5 or more, or a pixel upscaler such as Lanczos or an ESRGAN model")
-            if note not in warnings:
-                warnings.append(note)
+            ctx.note("latent upscaling with a denoising strength under 0.5 leaves the picture blurry; "
+                     "use 0.5 or more, or a pixel upscaler such as Lanczos or an ESRGAN model")
     else:
-        decoded = engine.decode(model, latents, warnings)
-        name = req.hr_upscaler
-        if latent_mode:  # an inpainting UNet needs pixels for its mask input
-            name = "Lanczos"
-        image = upscale_pixels(decoded, name, up, out, engine.settings.models_dir, str(engine.device))
-    timings["hires upscale"] = timings.get("hires upscale", 0.0) + time.perf_counter() - t
+        decoded = decode(ctx, latents)
+        name = "Lanczos" if latent_mode else req.hr_upscaler  # an inpainting UNet needs pixels for its mask
+        image = upscale_pixels(decoded, name, up, out, ctx.engine.settings.models_dir, str(ctx.engine.device))
+    ctx.time("hires upscale", time.perf_counter() - t)
 
-    if int(steps * strength) < 1 or job.stop_requested:  # nothing to repaint: the upscale is the result
-        if isinstance(image, torch.Tensor):
-            return engine.decode(model, image, warnings)
-        return image
+    if int(steps * strength) < 1 or ctx.job.stop_requested:  # nothing to repaint: the upscale is the result
+        return decode(ctx, image) if isinstance(image, torch.Tensor) else image
 
-    sampler = req.hr_sampler_name if req.hr_sampler_name != SAME_SAMPLER else req.sampler_name
-    schedule = req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else req.scheduler
-    scheduler, notes = engine.schedulers.build(model.pipe.scheduler.config, sampler, schedule)
-    warnings += [n for n in notes if n not in warnings]
-    if model.is_inpaint:
-        prepared = tasks.Prepared("img2img", tasks._CLASSES[("inpaint", model.is_sdxl, False)],
-                                  width=out[0], height=out[1])
-        extra = {"mask_image": Image.new("L", out, 255), "width": out[0], "height": out[1]}
-    else:
-        prepared = tasks.Prepared("img2img", tasks._CLASSES[("img2img", model.is_sdxl, False)],
-                                  width=out[0], height=out[1])
-        extra = {}
-    pipe = tasks.task_pipeline(model, prepared, scheduler, vae=engine.request_vae(model),  # the request's VAE
-                               controlnet=control.net if control else None)
-    if control:
-        extra.update(controlnet.hires_kwargs(engine.controlnets, req.controlnet_units, pipe.__class__.__name__, out,
-                                             warnings))
     prompt = req.hr_prompt or req.prompt
     negative = req.hr_negative_prompt or req.negative_prompt
-    if (prompt, negative) != (req.prompt, req.negative_prompt):
-        t = time.perf_counter()
-        embeds = engine.embeds(model, pipe, prompt, negative, len(seeds), req.clip_skip, warnings)
-        timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - t
-    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    job.total_steps = int(steps * strength)
-    t = time.perf_counter()
-    with vae_tiling(model.pipe.vae, out[0] * out[1] * len(seeds)):
-        try:
-            lat = pipe(
-                image=image, strength=strength, num_inference_steps=steps, guidance_scale=req.cfg_scale,
-                generator=generators if len(generators) > 1 else generators[0], output_type="latent",
-                callback_on_step_end=engine._step_callback(job), **embeds, **extra,
-            ).images
-        except torch.OutOfMemoryError:
-            raise UserError(f"out of memory in the hires fix pass at {out[0]}x{out[1]}: lower the hires "
-                            "upscale, the batch size, or the image size", field="hr_scale") from None
-        engine._sync()
-    timings["hires denoise"] = timings.get("hires denoise", 0.0) + time.perf_counter() - t
-    return engine.decode(model, lat, warnings)
+    spec = PassSpec(
+        "inpaint" if model.is_inpaint else "img2img", (Prompts(prompt, negative, len(seeds)),), tuple(seeds),
+        out[0], out[1], steps, req.cfg_scale,
+        req.hr_sampler_name if req.hr_sampler_name != SAME_SAMPLER else req.sampler_name,
+        req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else req.scheduler,
+        req.clip_skip, strength, image=image, mask=Image.new("L", out, 255) if model.is_inpaint else None,
+        label="hires ")
+    try:
+        result = run_pass(ctx, spec, ctx.for_subpass(prompt, negative))
+    except torch.OutOfMemoryError:
+        raise UserError(f"out of memory in the hires fix pass at {out[0]}x{out[1]}: lower the hires "
+                        "upscale, the batch size, or the image size", field="hr_scale") from None
+    ctx.note(*result.notes[0])
+    return result.images
