@@ -30,7 +30,6 @@ OVERSIZED = {
     "webui/prompts/presets.py": 523,
     "webui/prompts/prompt_encoder.py": 503,
     "webui/prompts/styles.py": 538,
-    "webui/prompts/translate.py": 724,
     "webui/models/upscalers.py": 468,
 }
 # Data, not code: tables that are long because the data is.

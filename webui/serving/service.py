@@ -32,7 +32,8 @@ from .service_jobs import ServiceJobs
 from ..settings import Settings
 from .spaces import gpu
 from ..prompts.styles import StyleLibrary, load_style_library
-from ..prompts.translate import GlossaryTranslator, Translator, make_translator, translate_prompt
+from ..prompts.glossary import GlossaryTranslator
+from ..prompts.translate import Translator, make_translator, translate_prompt
 from ..models.vae import VaeFile
 from ..validate import check_fields
 
