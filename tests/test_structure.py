@@ -26,7 +26,6 @@ OVERSIZED = {
     "webui/models/checkpoints.py": 476,
     "webui/engine/manager.py": 821,
     "webui/models/faces.py": 473,
-    "webui/metadata/infotext.py": 579,
     "webui/prompts/presets.py": 523,
     "webui/prompts/prompt_encoder.py": 503,
     "webui/prompts/styles.py": 538,
@@ -39,7 +38,8 @@ HEAVY = ("torch", "cv2", "gradio", "diffusers", "transformers")
 # What the request package may import from webui, directly or through each other.
 REQUEST_MAY_IMPORT = {"webui.errors", "webui.validate", "webui.settings", "webui.samplers_names", "webui.atomic_files",
                       "webui.imaging", "webui.imaging.images", "webui.metadata", "webui.metadata.uploads",
-                      "webui.metadata.png_chunks", "webui.metadata.infotext", "webui.metadata.infotext_entries"}
+                      "webui.metadata.png_chunks", "webui.metadata.infotext", "webui.metadata.infotext_syntax",
+                      "webui.metadata.infotext_entries"}
 
 
 # ---- the import graph --------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from ..errors import UserError
 from ..metadata.image_meta import png_bytes_with_infotext
 from ..imaging.images import decode_base64_bytes, decode_base64_image, to_mask, to_rgb
 from ..serving.identity import Caller
-from ..metadata.infotext import parse_infotext
+from ..metadata.infotext_syntax import parse_infotext
 from ..engine.jobs import Job
 from ..metadata.pnginfo import png_info
 from ..engine.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES

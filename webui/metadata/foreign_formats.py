@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from webui.metadata.infotext import build_infotext
+from webui.metadata.infotext_syntax import build_infotext
 from webui.samplers_names import a1111_sampler_name, a1111_schedule_label, split_legacy_sampler
 
 

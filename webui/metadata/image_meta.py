@@ -26,7 +26,7 @@ from PIL import Image, PngImagePlugin
 from webui.atomic_files import write_atomic
 from webui.errors import UserError
 from webui.metadata.foreign_formats import comfyui_to_infotext, invokeai_to_infotext, novelai_to_infotext
-from webui.metadata.infotext import MIN_PARAM_PAIRS, parse_params_line
+from webui.metadata.infotext_syntax import MIN_PARAM_PAIRS, parse_params_line
 from webui.metadata.png_chunks import png_text
 from webui.metadata.uploads import describe_source, open_bytes, read_source_bytes
 

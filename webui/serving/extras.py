@@ -19,7 +19,7 @@ from PIL import Image
 from ..errors import UserError
 from ..metadata.image_meta import read_infotext
 from ..imaging.images import to_rgb
-from ..metadata.infotext import build_infotext, parse_infotext
+from ..metadata.infotext_syntax import build_infotext, parse_infotext
 from .outputs import save_numbered
 from ..models.upscalers import check_pixel_limit, is_latent_upscaler, scaled_size
 from ..validate import number
