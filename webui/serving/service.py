@@ -31,7 +31,8 @@ from ..request import GenerationRequest, build_request, check_prompt_lengths
 from .service_jobs import ServiceJobs
 from ..settings import Settings
 from .spaces import gpu
-from ..prompts.styles import StyleLibrary, load_style_library
+from ..prompts.style_files import load_style_library
+from ..prompts.styles import StyleLibrary
 from ..prompts.glossary import GlossaryTranslator
 from ..prompts.translate import Translator, make_translator, translate_prompt
 from ..models.vae import VaeFile
