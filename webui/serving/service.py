@@ -24,7 +24,8 @@ from ..engine.jobs import Job, JobRegistry, Snapshot
 from ..engine.extensions.lora import LoraFile
 from .memory_budget import ClientBudget, check_request, estimate
 from .outputs import save_result
-from ..prompts.presets import Preset, find_preset, load_presets, normalize_family
+from ..prompts.preset_files import load_presets
+from ..prompts.presets import Preset, find_preset, normalize_family
 from ..prompts.prompting import expand_prompts
 from .ratelimit import RateLimiter
 from ..request import GenerationRequest, build_request, check_prompt_lengths
