@@ -23,7 +23,6 @@ MAX_LINES = 400
 # Modules over MAX_LINES today, with their line counts: to be split; none may grow.
 OVERSIZED = {
     "webui/engine/manager.py": 821,
-    "webui/models/upscalers.py": 468,
 }
 # Data, not code: tables that are long because the data is.
 DATA_FILES = {"webui/i18n.py"}
