@@ -124,7 +124,8 @@ def build_pipeline(family: str):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from webui.models.checkpoints import CONFIGS_DIR, tokenizers_for
+    from webui.models.checkpoint_configs import CONFIGS_DIR
+    from webui.models.checkpoints import tokenizers_for
 
     cfg = CONFIGS_DIR / family
     js = lambda p: json.loads((cfg / p).read_text())  # noqa: E731

@@ -37,6 +37,7 @@ def main() -> None:
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from webui.models import checkpoint_configs as cc
     from webui.models import checkpoints as ck
     from webui.engine.extensions.lora import AdapterSet, LoraFile
 
@@ -47,12 +48,12 @@ def main() -> None:
         pipe = build_tiny_pipeline("sd1").to(dev, dtype)
     else:
         tok = ck.tokenizers_for("sd1")["tokenizer"]
-        te_cfg = ck.derive_config("sd1", "text_encoder", {"vocab_size": len(tok)})
+        te_cfg = cc.derive_config("sd1", "text_encoder", {"vocab_size": len(tok)})
         pipe = diffusers.StableDiffusionPipeline(
-            unet=diffusers.UNet2DConditionModel.from_config(ck.shipped_config("sd1", "unet")),
-            vae=diffusers.AutoencoderKL.from_config(ck.shipped_config("sd1", "vae")),
+            unet=diffusers.UNet2DConditionModel.from_config(cc.shipped_config("sd1", "unet")),
+            vae=diffusers.AutoencoderKL.from_config(cc.shipped_config("sd1", "vae")),
             text_encoder=CLIPTextModel(CLIPTextConfig(**te_cfg)), tokenizer=tok,
-            scheduler=diffusers.EulerDiscreteScheduler.from_config(ck.shipped_config("sd1", "scheduler")),
+            scheduler=diffusers.EulerDiscreteScheduler.from_config(cc.shipped_config("sd1", "scheduler")),
             **ck.no_safety_checker("sd1")).to(dev, dtype)
     pipe.set_progress_bar_config(disable=True)
 

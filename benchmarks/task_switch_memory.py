@@ -35,15 +35,16 @@ def build_full_size_sd15(out: Path) -> Path:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from webui.models import checkpoint_configs as cc
     from webui.models import checkpoints as ck
 
     torch.manual_seed(0)
     pipe = ck.pipeline_class("sd1")(
-        unet=diffusers.UNet2DConditionModel.from_config(ck.shipped_config("sd1", "unet")),
-        vae=diffusers.AutoencoderKL.from_config(ck.shipped_config("sd1", "vae")),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**ck.shipped_config("sd1", "text_encoder"))),
-        scheduler=getattr(diffusers, ck.shipped_config("sd1", "scheduler")["_class_name"]).from_config(
-            ck.shipped_config("sd1", "scheduler")),
+        unet=diffusers.UNet2DConditionModel.from_config(cc.shipped_config("sd1", "unet")),
+        vae=diffusers.AutoencoderKL.from_config(cc.shipped_config("sd1", "vae")),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**cc.shipped_config("sd1", "text_encoder"))),
+        scheduler=getattr(diffusers, cc.shipped_config("sd1", "scheduler")["_class_name"]).from_config(
+            cc.shipped_config("sd1", "scheduler")),
         **ck.tokenizers_for("sd1"), **ck.no_safety_checker("sd1"))
     target = out / "Stable-diffusion" / "random-sd15"
     pipe.save_pretrained(target)

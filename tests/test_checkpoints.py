@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from webui.models import checkpoint_configs as cc
 from webui.models import checkpoints as ck
 from webui.models import tiny_models as tm
 from webui.errors import UserError
@@ -97,7 +98,7 @@ def test_folder_and_single_file_give_the_same_model_and_image(tiny_models, famil
 def test_detect_family_of_single_files(tiny_models, family):
     shapes = ck.read_shapes(tiny_models[family].file)
     assert ck.detect_family(shapes) == family
-    assert shapes[ck.UNET + "input_blocks.0.0.weight"][1] == (9 if family.endswith("inpaint") else 4)
+    assert shapes[cc.UNET + "input_blocks.0.0.weight"][1] == (9 if family.endswith("inpaint") else 4)
 
 
 def _full_size_shapes(family: str) -> dict[str, tuple[int, ...]]:
@@ -106,22 +107,22 @@ def _full_size_shapes(family: str) -> dict[str, tuple[int, ...]]:
     from accelerate import init_empty_weights
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    folder = ck.CONFIGS_DIR / family
+    folder = cc.CONFIGS_DIR / family
     with init_empty_weights():
-        unet = diffusers.UNet2DConditionModel.from_config(ck.shipped_config(family, "unet"))
-        vae = diffusers.AutoencoderKL.from_config(ck.shipped_config(family, "vae"))
+        unet = diffusers.UNet2DConditionModel.from_config(cc.shipped_config(family, "unet"))
+        vae = diffusers.AutoencoderKL.from_config(cc.shipped_config(family, "vae"))
         te_config = CLIPTextConfig.from_pretrained(folder / "text_encoder")
         tensors = {**tm.unet_to_original(unet), **tm.vae_to_original(vae)}
         if family.startswith("sd2"):
             # The original OpenCLIP-H tower has 24 blocks; diffusers keeps the 23 SD2 uses.
             te_config.num_hidden_layers += 1
-            tensors.update(tm.open_clip_to_original(CLIPTextModel(te_config), ck.OPENCLIP_SD2))
+            tensors.update(tm.open_clip_to_original(CLIPTextModel(te_config), cc.OPENCLIP_SD2))
         elif family.startswith("sdxl"):
             te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
-            tensors.update(tm.clip_to_original(CLIPTextModel(te_config), ck.CLIP_XL))
-            tensors.update(tm.open_clip_to_original(te2, ck.OPENCLIP_XL))
+            tensors.update(tm.clip_to_original(CLIPTextModel(te_config), cc.CLIP_XL))
+            tensors.update(tm.open_clip_to_original(te2, cc.OPENCLIP_XL))
         else:
-            tensors.update(tm.clip_to_original(CLIPTextModel(te_config), ck.CLIP_SD1))
+            tensors.update(tm.clip_to_original(CLIPTextModel(te_config), cc.CLIP_SD1))
     return {k: tuple(v.shape) for k, v in tensors.items()}
 
 
@@ -129,29 +130,29 @@ def _full_size_shapes(family: str) -> dict[str, tuple[int, ...]]:
 def test_full_size_layouts_use_the_shipped_configs_unchanged(family):
     shapes = _full_size_shapes(family)
     assert ck.detect_family(shapes) == family
-    assert ck.infer_configs(shapes, family) == {}
+    assert cc.infer_configs(shapes, family) == {}
 
 
 def test_tiny_model_sizes_are_derived_from_shapes(tiny_models):
-    derived = ck.infer_configs(ck.read_shapes(tiny_models["sdxl"].file), "sdxl")
+    derived = cc.infer_configs(ck.read_shapes(tiny_models["sdxl"].file), "sdxl")
     assert derived["unet"]["block_out_channels"] == [32, 64, 64]
     assert derived["unet"]["transformer_layers_per_block"] == [1, 2, 2]
     assert derived["unet"]["addition_time_embed_dim"] == 8
     assert derived["text_encoder_2"]["num_hidden_layers"] == 10
     assert derived["text_encoder_2"]["projection_dim"] == 32
-    assert derived["text_encoder_2"]["num_attention_heads"] == ck.attention_heads(48) == 1
+    assert derived["text_encoder_2"]["num_attention_heads"] == cc.attention_heads(48) == 1
 
 
 def test_derived_config_folder_is_cached_by_content(tiny_models, tmp_path):
     shapes = ck.read_shapes(tiny_models["sd1"].file)
-    derived = ck.infer_configs(shapes, "sd1")
-    with ck.config_folder("sd1", derived, tmp_path) as first:
+    derived = cc.infer_configs(shapes, "sd1")
+    with cc.config_folder("sd1", derived, tmp_path) as first:
         assert json.loads((first / "unet" / "config.json").read_text())["block_out_channels"] == [32, 32, 64, 64]
-    with ck.config_folder("sd1", derived, tmp_path) as second:
+    with cc.config_folder("sd1", derived, tmp_path) as second:
         assert second == first
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # nothing half-written left behind
-    with ck.config_folder("sd1", {}, tmp_path) as shipped:
-        assert shipped == ck.CONFIGS_DIR / "sd1"
+    with cc.config_folder("sd1", {}, tmp_path) as shipped:
+        assert shipped == cc.CONFIGS_DIR / "sd1"
 
 
 # ---- bad files ------------------------------------------------------------------------------

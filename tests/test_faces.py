@@ -2,10 +2,8 @@ import pytest
 from PIL import Image
 
 from webui.errors import UserError
+from webui.models.face_detectors import FaceBox, FaceDetector, HaarFaceDetector
 from webui.models.faces import (
-    FaceBox,
-    FaceDetector,
-    HaarFaceDetector,
     face_crop_region,
     list_detectors,
     make_detector,

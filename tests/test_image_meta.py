@@ -13,17 +13,17 @@ from PIL import Image, PngImagePlugin
 
 from webui.metadata import image_meta
 from webui.errors import UserError
+from webui.metadata.foreign_formats import comfyui_to_infotext
 from webui.metadata.image_meta import (
-    comfyui_to_infotext,
     decode_user_comment,
     exif_bytes_with_infotext,
     image_bytes_with_infotext,
-    open_image,
     png_bytes_with_infotext,
     read_infotext,
     save_image,
     save_png,
 )
+from webui.metadata.uploads import open_image
 from webui.metadata.infotext import build_infotext, infotext_to_fields, parse_infotext
 
 CHINESE = build_infotext(

@@ -12,7 +12,7 @@ import pytest
 from webui.errors import UserError
 from webui.metadata.image_meta import read_infotext
 from webui.metadata.infotext import infotext_to_fields, parse_infotext
-from webui.prompts.presets import load_presets
+from webui.prompts.preset_files import load_presets
 from webui.serving.service import Service
 from webui.settings import Settings
 from webui.ui.presets_panel import preset_updates, translation_fields

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from webui.errors import UserError
+from webui.prompts.preset_files import load_presets
 from webui.prompts.presets import (
     FAMILIES,
     KNOWN_SAMPLERS,
@@ -11,7 +12,6 @@ from webui.prompts.presets import (
     PRESETS_DIR,
     apply_preset,
     find_preset,
-    load_presets,
     normalize_family,
 )
 from webui.prompts.styles import BUILTIN_STYLES, apply_styles

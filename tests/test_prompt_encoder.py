@@ -15,7 +15,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from webui.models.embeddings import Embedding, load_embedding, load_embeddings_dir
 from webui.errors import UserError
-from webui.prompts.prompt_encoder import CHUNK_LENGTH, encode_prompts, tokenize_prompt
+from webui.prompts.prompt_chunks import CHUNK_LENGTH, tokenize_prompt
+from webui.prompts.prompt_encoder import encode_prompts
 
 SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "webui" / "configs" / "clip_tokenizer"
 # Words the fallback vocab merges into single tokens, like the real CLIP vocab does.

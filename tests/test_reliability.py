@@ -264,7 +264,8 @@ def test_checkpoint_names_stay_in_their_folder(service, models_dir, tmp_path):
 
 
 def test_preset_names_are_looked_up_not_opened():
-    from webui.prompts.presets import find_preset, load_presets
+    from webui.prompts.preset_files import load_presets
+    from webui.prompts.presets import find_preset
     presets, _ = load_presets()
     for name in TRAVERSAL + ["../presets/" + next(iter(presets.values())).id + ".json"]:
         with pytest.raises(UserError):

@@ -224,7 +224,7 @@ def test_no_listing_shows_a_link_out(service, tree, monkeypatch):
     assert controlnet.list_models(models) == ["tiny-cn"]
     assert ipadapter.list_adapters(models) == []
     assert clean(list_upscalers(models))
-    monkeypatch.setattr(faces, "_ultralytics_available", lambda: True)
+    monkeypatch.setattr(faces, "ultralytics_available", lambda: True)
     assert faces.list_detectors(models) == ["haar"]
     assert find_taesd(models / "VAE-approx", "sd1") is None and find_taesd(models / "VAE-approx", "sdxl") is None
     assert clean(service.presets) and clean(p.source for p in service.presets.values())
@@ -245,7 +245,7 @@ def test_no_rest_listing_shows_a_link_out(http):
 
 def test_naming_a_link_out_is_refused_and_reads_nothing(service, tree, monkeypatch):
     models = tree["models"]
-    monkeypatch.setattr(faces, "_ultralytics_available", lambda: True)
+    monkeypatch.setattr(faces, "ultralytics_available", lambda: True)
     with no_reads(tree["outside"]):
         for name in ("escape", "escape.safetensors", "escpipe", "escdir/inner", "escdir/inner.safetensors"):
             refused(lambda: service.select_model(name), "sd_model_checkpoint")

@@ -1,16 +1,13 @@
 import pytest
 
 from webui.errors import UserError
+from webui.prompts.style_files import find_styles_files, load_style_library, load_styles_csv, parse_styles_csv
 from webui.prompts.styles import (
     BUILTIN_STYLES,
     Style,
     StyleLibrary,
     apply_styles,
-    find_styles_files,
-    load_style_library,
-    load_styles_csv,
     merge_template,
-    parse_styles_csv,
     styles_to_api,
 )
 

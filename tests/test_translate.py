@@ -5,19 +5,13 @@ from pathlib import Path
 
 import pytest
 
+import webui.prompts.marian as marian
 import webui.prompts.translate as tr
 from webui.errors import UserError
-from webui.prompts.translate import (
-    GlossaryTranslator,
-    MarianTranslator,
-    TranslationResult,
-    find_cached_marian,
-    has_cjk,
-    load_glossary,
-    make_translator,
-    normalize_punctuation,
-    translate_prompt,
-)
+from webui.prompts.cjk_text import has_cjk, normalize_punctuation
+from webui.prompts.glossary import GlossaryTranslator, load_glossary
+from webui.prompts.marian import MarianTranslator, find_cached_marian
+from webui.prompts.translate import TranslationResult, make_translator, translate_prompt
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +286,7 @@ def test_make_translator_choices(monkeypatch, tiny_marian):
 
 
 def test_to_ascii():
-    assert tr._to_ascii("Café “déjà vu” – 红") == 'Cafe "deja vu" -'
+    assert marian._to_ascii("Café “déjà vu” – 红") == 'Cafe "deja vu" -'
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,20 +8,12 @@ import torch
 from PIL import Image
 
 from webui.errors import UserError
-from webui.models.upscalers import (
-    LATENT_UPSCALE_MODES,
-    LanczosUpscaler,
-    NearestUpscaler,
-    SpandrelUpscaler,
-    Upscaler,
-    check_pixel_limit,
-    clear_model_cache,
-    get_upscaler,
-    is_latent_upscaler,
-    list_upscalers,
-)
+from webui.models.spandrel_upscalers import SpandrelUpscaler, clear_model_cache
+from webui.models.upscaler_base import LanczosUpscaler, NearestUpscaler, Upscaler
+from webui.models.upscalers import LATENT_UPSCALE_MODES, get_upscaler, is_latent_upscaler, list_upscalers
+from webui.validate import check_pixel_limit
 
-if importlib.util.find_spec("spandrel") is None:  # imported through webui.models.upscalers (torchvision-free)
+if importlib.util.find_spec("spandrel") is None:  # imported through webui.models.spandrel_upscalers (torchvision-free)
     pytest.skip("spandrel is not installed", allow_module_level=True)
 safetensors_torch = pytest.importorskip("safetensors.torch")
 

@@ -12,6 +12,10 @@ Jobs are scoped (A1111 lets anyone interrupt anyone; we do not):
   to it. Without either, they address the caller's own latest API job: the caller is the
   --auth user name, or the client address when the API is open.
 - A job started through the API by another --auth user is never reachable, even by id.
+
+This module holds generation, jobs (progress, interrupt, skip) and png-info, and mounts the
+API; the bodies are in `bodies.py`, the model and settings routes in `model_routes.py`, the
+routes describing the server in `info_routes.py`.
 """
 
 from __future__ import annotations
@@ -23,131 +27,32 @@ import logging
 import re
 import time
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Callable
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from .access import StatusError, caller_dependency, until_disconnect, user_errors
+from .bodies import ImageResponse, Img2ImgBody, JobRef, PngInfoBody, PngInfoResponse, ProgressResponse, Txt2ImgBody
 from .edge import CheckedRoute
+from .info_routes import add_info_routes
+from .model_routes import add_model_routes
 from ..errors import UserError
 from ..metadata.image_meta import png_bytes_with_infotext
 from ..imaging.images import decode_base64_bytes, decode_base64_image, to_mask, to_rgb
 from ..serving.identity import Caller
-from ..metadata.infotext import parse_infotext
+from ..metadata.infotext_syntax import parse_infotext
 from ..engine.jobs import Job
 from ..metadata.pnginfo import png_info
-from ..engine.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
-from ..samplers_names import A1111_SCHEDULE_TYPES
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/sdapi/v1"
 _TASK_ID = re.compile(r"^[\w().:\-]{1,100}$")
-
-
-# ---- request and response shapes (A1111 names; unknown fields are accepted and ignored) ----
-
-class Txt2ImgBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    styles: list[str] | None = None
-    seed: int | None = Field(None, description="-1 for random")
-    subseed: int | None = None
-    subseed_strength: float | None = None
-    sampler_name: str | None = Field(None, description="e.g. 'DPM++ 2M'; old combined names ('DPM++ 2M Karras') work")
-    sampler_index: str | None = Field(None, description="old name of sampler_name")
-    scheduler: str | None = Field(None, description="schedule type: Automatic, Karras, Exponential, ...")
-    batch_size: int | None = None
-    n_iter: int | None = None
-    steps: int | None = None
-    cfg_scale: float | None = None
-    width: int | None = None
-    height: int | None = None
-    restore_faces: bool | None = None
-    tiling: bool | None = None
-    denoising_strength: float | None = None
-    override_settings: dict[str, Any] | None = Field(
-        None, description="sd_model_checkpoint, sd_vae and CLIP_stop_at_last_layers are honoured")
-    enable_hr: bool | None = None
-    hr_scale: float | None = None
-    hr_upscaler: str | None = None
-    hr_second_pass_steps: int | None = None
-    hr_resize_x: int | None = None
-    hr_resize_y: int | None = None
-    hr_sampler_name: str | None = None
-    hr_scheduler: str | None = None
-    hr_prompt: str | None = None
-    hr_negative_prompt: str | None = None
-    face_detail: bool | None = Field(None, description="face detail pass (also from ADetailer alwayson_scripts args)")
-    clip_skip: int | None = None
-    force_task_id: str | None = Field(None, description="job id to poll /progress with")
-    send_images: bool = True
-    save_images: bool = Field(False, description="also save into the outputs folder (A1111 API default: no)")
-    alwayson_scripts: dict[str, Any] | None = Field(
-        None, description="ADetailer args; controlnet.args as the A1111 ControlNet extension takes them")
-    ip_adapters: list[dict[str, Any]] | None = Field(
-        None, description="IP-Adapter reference images: [{model, image (base64), weight}]")
-
-
-class Img2ImgBody(Txt2ImgBody):
-    init_images: list[str] | None = Field(None, description="base64 images (raw or data: URL); the first is used")
-    mask: str | None = Field(None, description="base64 mask, white = repaint; given -> inpainting")
-    mask_blur: int | None = None
-    inpainting_fill: int | None = Field(None, description="0 fill, 1 original, 2 latent noise, 3 latent nothing")
-    inpaint_full_res: bool | None = Field(None, description="true: inpaint only the masked area")
-    inpaint_full_res_padding: int | None = None
-    inpainting_mask_invert: int | None = Field(None, description="1: repaint what is NOT masked")
-    resize_mode: int | None = Field(None, description="0 just resize, 1 crop and resize, 2 resize and fill")
-    include_init_images: bool | None = None
-
-
-class ImageResponse(BaseModel):
-    images: list[str] = Field(description="base64 PNGs carrying the A1111 `parameters` text chunk")
-    parameters: dict[str, Any] = Field(description="the request, echoed")
-    info: str = Field(description="JSON string: seeds, infotexts and the rest A1111 returns")
-
-
-class PngInfoBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    image: str = Field(description="base64 image (raw or data: URL): PNG, JPEG or WebP")
-
-
-class PngInfoResponse(BaseModel):
-    info: str
-    items: dict[str, Any]
-    parameters: dict[str, Any]
-    fields: dict[str, Any] = Field(default_factory=dict, description="the parameters as txt2img request fields")
-
-
-class JobRef(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id_task: str | None = None
-    session_hash: str | None = None
-
-
-class ProgressResponse(BaseModel):
-    progress: float
-    eta_relative: float
-    state: dict[str, Any]
-    current_image: str | None = None
-    textinfo: str | None = None
-    current_task: str | None = None
-
-
-class SDModel(BaseModel):
-    title: str
-    model_name: str
-    hash: str | None = None
-    sha256: str | None = None
-    filename: str
-    config: str | None = None
 
 
 # ---- helpers ----
@@ -295,95 +200,7 @@ def build_router(service) -> APIRouter:
             return service.request(fields, task)
         return await run(request, body, parse, who)
 
-    @router.get("/options", summary="Current settings (the active checkpoint, ...)")
-    def get_options() -> dict:
-        return {
-            "sd_model_checkpoint": service.active_title(),
-            "sd_checkpoint_hash": service.active_hash(),
-            "sd_vae": "Automatic",
-            "CLIP_stop_at_last_layers": 1,
-            "samples_save": True,
-            "samples_format": "png",
-            "outdir_samples": "",
-            "outdir_txt2img_samples": str(settings.outputs_dir / "txt2img-images"),
-            "outdir_img2img_samples": str(settings.outputs_dir / "img2img-images"),
-            "sd_checkpoint_cache": settings.cpu_cache,
-        }
-
-    @router.post("/options", summary="Change settings; `sd_model_checkpoint` (title, name or hash) switches the "
-                                     "model. Other keys are accepted and ignored.")
-    @_user_errors
-    def set_options(body: dict[str, Any] = Body(..., examples=[{"sd_model_checkpoint": "model.safetensors"}]),
-                    who: Caller = Depends(caller)):
-        if "sd_model_checkpoint" in body:
-            name = body["sd_model_checkpoint"]
-            if not isinstance(name, str) or not name.strip():
-                raise UserError("sd_model_checkpoint must be a checkpoint title, name or hash",
-                                field="sd_model_checkpoint")
-            check_checkpoint(name)
-            service.select_model(name, who)
-        ignored = sorted(k for k in body if k != "sd_model_checkpoint")
-        if ignored:
-            log.info("options not supported (ignored): %s", ", ".join(ignored))
-        return None
-
-    @router.get("/sd-models", response_model=list[SDModel], summary="Checkpoints in the models folder")
-    def sd_models():
-        return [SDModel(title=title, model_name=c.name, hash=sha[:10] if sha else None, sha256=sha,
-                        filename=c.filename) for c, title, sha in service.checkpoints()]
-
-    @router.post("/refresh-checkpoints", summary="Rescan the checkpoints folder")
-    def refresh_checkpoints():
-        service.refresh_checkpoints()
-        return None
-
-    @router.get("/samplers", summary="Sampling methods")
-    def samplers() -> list[dict]:
-        return [{"name": s, "aliases": [], "options": {}} for s in AVAILABLE_SAMPLERS]
-
-    @router.get("/schedulers", summary="Schedule types")
-    def schedulers() -> list[dict]:
-        return [{"name": A1111_SCHEDULE_TYPES.get(s, s.lower()), "label": s, "aliases": None, "default_rho": -1,
-                 "need_inner_model": False} for s in SCHEDULE_TYPES]
-
-    @router.get("/sd-vae", summary="VAE files in models/VAE")
-    def sd_vae() -> list[dict]:  # the listing the loader uses: nothing that links out of models/VAE
-        return [{"model_name": v.name, "filename": str(v.path)} for v in service.vae_files()]
-
-    @router.get("/loras", summary="LoRA files in models/Lora")
-    def loras() -> list[dict]:
-        return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": {}}
-                for f in service.lora_files()]
-
-    @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
-    def embeddings() -> dict:
-        loaded, skipped = {}, {}
-        for name, emb, fits in service.embeddings():
-            vec = next(iter(emb.vectors.values()))
-            item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
-                    "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
-            (loaded if fits else skipped)[name] = item
-        return {"loaded": loaded, "skipped": skipped}
-
-    @router.get("/prompt-styles", summary="Prompt styles (built in and styles.csv)")
-    def prompt_styles() -> list[dict]:
-        from ..prompts.styles import load_style_library
-        return load_style_library([settings.models_dir.parent, settings.models_dir]).to_api()
-
-    @router.get("/upscalers", summary="Upscalers for hires fix and extras")
-    def upscalers() -> list[dict]:
-        from ..models.upscalers import BUILTIN_UPSCALERS, list_upscalers, resolve_model_file
-        out = []
-        for name in list_upscalers(settings.models_dir, include_latent=False):
-            p = None if name in BUILTIN_UPSCALERS else resolve_model_file(name, settings.models_dir)
-            out.append({"name": name, "model_name": name if p else None, "model_path": str(p) if p else None,
-                        "model_url": None, "scale": 4 if p else None})
-        return out
-
-    @router.get("/latent-upscale-modes", summary="Latent upscalers for hires fix")
-    def latent_upscale_modes() -> list[dict]:
-        from ..models.upscalers import LATENT_UPSCALE_MODES
-        return [{"name": n} for n in LATENT_UPSCALE_MODES]
+    add_model_routes(router, service, caller, check_checkpoint)
 
     @router.get("/progress", response_model=ProgressResponse,
                 summary="Progress of a job: `id_task`, else `session_hash`'s, else the caller's latest")
@@ -437,75 +254,9 @@ def build_router(service) -> APIRouter:
                 raise
             raise UserError(f"image: {e}", field="image") from None
 
-    # Listings some A1111 clients read at start-up; this app has no scripts or extensions.
-    @router.get("/scripts", summary="Scripts (none here)")
-    def scripts() -> dict:
-        return {"txt2img": [], "img2img": []}
-
-    @router.get("/script-info", summary="Script arguments (none here)")
-    def script_info() -> list:
-        return []
-
-    @router.get("/face-restorers", summary="Face restorers (none here; see the face detailer)")
-    def face_restorers() -> list:
-        return []
-
-    @router.get("/hypernetworks", summary="Hypernetworks (not supported)")
-    def hypernetworks() -> list:
-        return []
-
-    @router.get("/extensions", summary="Extensions (none)")
-    def extensions() -> list:
-        return []
-
-    @router.get("/cmd-flags", summary="Start-up flags")
-    def cmd_flags() -> dict:
-        return {"api": settings.api, "share": settings.share, "listen": settings.host != "127.0.0.1",
-                "port": settings.port, "ckpt_dir": str(settings.checkpoints_dir),
-                "lora_dir": str(settings.models_dir / "Lora"), "vae_dir": str(settings.models_dir / "VAE"),
-                "data_dir": str(settings.models_dir.parent), "device": settings.device, "demo": settings.demo}
-
-    @router.post("/refresh-loras", summary="Rescan models/Lora (listings always read the folder)")
-    def refresh_loras():
-        return None
-
-    @router.post("/refresh-vae", summary="Rescan models/VAE (listings always read the folder)")
-    def refresh_vae():
-        return None
-
-    @router.post("/refresh-embeddings", summary="Rescan embeddings (listings always read the folder)")
-    def refresh_embeddings():
-        return None
-
-    @router.get("/memory", summary="RAM and GPU memory use")
-    def memory() -> dict:
-        return _memory()
+    add_info_routes(router, settings)
 
     return router
-
-
-def _memory() -> dict:
-    import psutil
-    import torch
-    vm = psutil.virtual_memory()
-    out: dict = {"ram": {"free": vm.available, "used": vm.total - vm.available, "total": vm.total}}
-    if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        stats = torch.cuda.memory_stats()
-        out["cuda"] = {
-            "system": {"free": free, "used": total - free, "total": total},
-            "active": {"current": stats.get("active_bytes.all.current", 0), "peak": stats.get("active_bytes.all.peak", 0)},
-            "allocated": {"current": stats.get("allocated_bytes.all.current", 0),
-                          "peak": stats.get("allocated_bytes.all.peak", 0)},
-            "reserved": {"current": stats.get("reserved_bytes.all.current", 0),
-                         "peak": stats.get("reserved_bytes.all.peak", 0)},
-            "inactive": {"current": stats.get("inactive_split_bytes.all.current", 0),
-                         "peak": stats.get("inactive_split_bytes.all.peak", 0)},
-            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
-        }
-    else:
-        out["cuda"] = {"error": "no CUDA device"}
-    return out
 
 
 # ---- mounting on Gradio's own app ----

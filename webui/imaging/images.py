@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import UserError
-from ..metadata.image_meta import open_image, upload_too_large
+from ..metadata.uploads import open_image, upload_too_large
 from ..settings import Limits
 
 

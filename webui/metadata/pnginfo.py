@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from .image_meta import read_infotext
-from .infotext import infotext_to_fields, parse_infotext
+from .infotext import infotext_to_fields
+from .infotext_syntax import parse_infotext
 
 
 def png_info(source) -> dict:

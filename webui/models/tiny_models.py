@@ -20,12 +20,13 @@ from typing import Literal
 
 import torch
 
+from . import checkpoint_configs as cc
 from . import checkpoints as ck
 
 TinyFamily = Literal["sd1", "sd1-inpaint", "sdxl", "sdxl-inpaint"]
 
 # Architecture of each tiny model, applied over the shipped full-size config; attention heads
-# then follow the same rule the loader uses (checkpoints.derive_config).
+# then follow the same rule the loader uses (checkpoint_configs.derive_config).
 _TINY_VAE = {"block_out_channels": [32, 32, 64, 64]}
 _TINY_CLIP = {"hidden_size": 32, "num_hidden_layers": 4, "intermediate_size": 64}
 _TINY_SD1 = {
@@ -70,7 +71,7 @@ def build_tiny_pipeline(family: TinyFamily):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     arch = TINY_ARCH[family]
-    cfg = {name: ck.derive_config(family, name, a) for name, a in arch.items()}
+    cfg = {name: cc.derive_config(family, name, a) for name, a in arch.items()}
 
     def seeded(offset, make):
         with torch.random.fork_rng(devices=[]):  # fixed weights without disturbing the caller's RNG
@@ -86,7 +87,7 @@ def build_tiny_pipeline(family: TinyFamily):
         parts["text_encoder_2"] = seeded(
             3, lambda: CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"]))
         )
-    sched_cfg = ck.shipped_config(family, "scheduler")
+    sched_cfg = cc.shipped_config(family, "scheduler")
     scheduler = getattr(diffusers, sched_cfg["_class_name"]).from_config(sched_cfg)
     return ck.pipeline_class(family)(
         **parts, scheduler=scheduler, **ck.tokenizers_for(family), **ck.no_safety_checker(family)
@@ -160,7 +161,7 @@ def _vae_key(key: str, value: torch.Tensor, levels: int) -> tuple[str, torch.Ten
 
 
 def unet_to_original(unet) -> dict[str, torch.Tensor]:
-    return {ck.UNET + _unet_key(k, unet.config): v for k, v in unet.state_dict().items()}
+    return {cc.UNET + _unet_key(k, unet.config): v for k, v in unet.state_dict().items()}
 
 
 def vae_to_original(vae) -> dict[str, torch.Tensor]:
@@ -168,7 +169,7 @@ def vae_to_original(vae) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in vae.state_dict().items():
         name, value = _vae_key(k, v, levels)
-        out[ck.VAE + name] = value
+        out[cc.VAE + name] = value
     return out
 
 
@@ -212,10 +213,10 @@ def to_original_layout(pipe) -> dict[str, torch.Tensor]:
     """
     out = {**unet_to_original(pipe.unet), **vae_to_original(pipe.vae)}
     if getattr(pipe, "text_encoder_2", None) is not None:
-        out.update(clip_to_original(pipe.text_encoder, ck.CLIP_XL))
-        out.update(open_clip_to_original(pipe.text_encoder_2, ck.OPENCLIP_XL))
+        out.update(clip_to_original(pipe.text_encoder, cc.CLIP_XL))
+        out.update(open_clip_to_original(pipe.text_encoder_2, cc.OPENCLIP_XL))
     else:
-        out.update(clip_to_original(pipe.text_encoder, ck.CLIP_SD1))
+        out.update(clip_to_original(pipe.text_encoder, cc.CLIP_SD1))
     return {k: v.detach().contiguous() for k, v in out.items()}
 
 

@@ -19,9 +19,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .cjk_text import has_cjk
 from .presets import Preset
 from .styles import PROMPT_PLACEHOLDER, StyleLibrary, merge_template
-from .translate import Translator, has_cjk, translate_prompt
+from .translate import Translator, translate_prompt
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The request: one validated type for every task, and each feature's options with their bounds.
 
 Pure on purpose: these modules import PIL, numpy and the pure helpers (errors, validate,
-settings, samplers_names, images/image_meta/infotext_entries) -- never torch, cv2, gradio,
+settings, samplers_names, images/uploads/infotext_entries) -- never torch, cv2, gradio,
 diffusers or transformers, so the edge (API bodies, UI handlers, tests) can parse and check a
 request without loading the engine. The engine modules import their option types from here.
 

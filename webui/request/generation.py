@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import UserError
-from ..metadata.image_meta import upload_too_many_pixels
+from ..metadata.uploads import upload_too_many_pixels
 from ..imaging.images import upload_label
 from ..samplers_names import SCHEDULE_TYPES, resolve_sampler
 from ..settings import Limits

@@ -19,10 +19,11 @@ from PIL import Image
 from ..errors import UserError
 from ..metadata.image_meta import read_infotext
 from ..imaging.images import to_rgb
-from ..metadata.infotext import build_infotext, parse_infotext
+from ..metadata.infotext_syntax import build_infotext, parse_infotext
 from .outputs import save_numbered
-from ..models.upscalers import check_pixel_limit, is_latent_upscaler, scaled_size
-from ..validate import number
+from ..models.upscaler_base import scaled_size
+from ..models.upscalers import is_latent_upscaler
+from ..validate import check_pixel_limit, number
 
 log = logging.getLogger(__name__)
 

@@ -24,15 +24,18 @@ from ..engine.jobs import Job, JobRegistry, Snapshot
 from ..engine.extensions.lora import LoraFile
 from .memory_budget import ClientBudget, check_request, estimate
 from .outputs import save_result
-from ..prompts.presets import Preset, find_preset, load_presets, normalize_family
+from ..prompts.preset_files import load_presets
+from ..prompts.presets import Preset, find_preset, normalize_family
 from ..prompts.prompting import expand_prompts
 from .ratelimit import RateLimiter
 from ..request import GenerationRequest, build_request, check_prompt_lengths
 from .service_jobs import ServiceJobs
 from ..settings import Settings
 from .spaces import gpu
-from ..prompts.styles import StyleLibrary, load_style_library
-from ..prompts.translate import GlossaryTranslator, Translator, make_translator, translate_prompt
+from ..prompts.style_files import load_style_library
+from ..prompts.styles import StyleLibrary
+from ..prompts.glossary import GlossaryTranslator
+from ..prompts.translate import Translator, make_translator, translate_prompt
 from ..models.vae import VaeFile
 from ..validate import check_fields
 

@@ -1,0 +1,116 @@
+"""The REST routes about models and settings: /options (reading it, and switching the
+checkpoint through it) and the checkpoint, sampler, schedule, VAE, LoRA, embedding, style and
+upscaler listings. Each is a small function calling Service methods; the listings are the ones
+the loaders use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from fastapi import APIRouter, Body, Depends
+
+from .access import user_errors
+from .bodies import SDModel
+from ..errors import UserError
+from ..serving.identity import Caller
+from ..engine.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
+from ..samplers_names import A1111_SCHEDULE_TYPES
+
+log = logging.getLogger(__name__)
+
+
+def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Callable[[str | None], None]) -> None:
+    """Add the model and settings routes to `router` (`caller`: the Caller dependency)."""
+    settings = service.settings
+
+    @router.get("/options", summary="Current settings (the active checkpoint, ...)")
+    def get_options() -> dict:
+        return {
+            "sd_model_checkpoint": service.active_title(),
+            "sd_checkpoint_hash": service.active_hash(),
+            "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": 1,
+            "samples_save": True,
+            "samples_format": "png",
+            "outdir_samples": "",
+            "outdir_txt2img_samples": str(settings.outputs_dir / "txt2img-images"),
+            "outdir_img2img_samples": str(settings.outputs_dir / "img2img-images"),
+            "sd_checkpoint_cache": settings.cpu_cache,
+        }
+
+    @router.post("/options", summary="Change settings; `sd_model_checkpoint` (title, name or hash) switches the "
+                                     "model. Other keys are accepted and ignored.")
+    @user_errors
+    def set_options(body: dict[str, Any] = Body(..., examples=[{"sd_model_checkpoint": "model.safetensors"}]),
+                    who: Caller = Depends(caller)):
+        if "sd_model_checkpoint" in body:
+            name = body["sd_model_checkpoint"]
+            if not isinstance(name, str) or not name.strip():
+                raise UserError("sd_model_checkpoint must be a checkpoint title, name or hash",
+                                field="sd_model_checkpoint")
+            check_checkpoint(name)
+            service.select_model(name, who)
+        ignored = sorted(k for k in body if k != "sd_model_checkpoint")
+        if ignored:
+            log.info("options not supported (ignored): %s", ", ".join(ignored))
+        return None
+
+    @router.get("/sd-models", response_model=list[SDModel], summary="Checkpoints in the models folder")
+    def sd_models():
+        return [SDModel(title=title, model_name=c.name, hash=sha[:10] if sha else None, sha256=sha,
+                        filename=c.filename) for c, title, sha in service.checkpoints()]
+
+    @router.post("/refresh-checkpoints", summary="Rescan the checkpoints folder")
+    def refresh_checkpoints():
+        service.refresh_checkpoints()
+        return None
+
+    @router.get("/samplers", summary="Sampling methods")
+    def samplers() -> list[dict]:
+        return [{"name": s, "aliases": [], "options": {}} for s in AVAILABLE_SAMPLERS]
+
+    @router.get("/schedulers", summary="Schedule types")
+    def schedulers() -> list[dict]:
+        return [{"name": A1111_SCHEDULE_TYPES.get(s, s.lower()), "label": s, "aliases": None, "default_rho": -1,
+                 "need_inner_model": False} for s in SCHEDULE_TYPES]
+
+    @router.get("/sd-vae", summary="VAE files in models/VAE")
+    def sd_vae() -> list[dict]:  # the listing the loader uses: nothing that links out of models/VAE
+        return [{"model_name": v.name, "filename": str(v.path)} for v in service.vae_files()]
+
+    @router.get("/loras", summary="LoRA files in models/Lora")
+    def loras() -> list[dict]:
+        return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": {}}
+                for f in service.lora_files()]
+
+    @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
+    def embeddings() -> dict:
+        loaded, skipped = {}, {}
+        for name, emb, fits in service.embeddings():
+            vec = next(iter(emb.vectors.values()))
+            item = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
+                    "shape": int(vec.shape[-1]), "vectors": emb.num_vectors}
+            (loaded if fits else skipped)[name] = item
+        return {"loaded": loaded, "skipped": skipped}
+
+    @router.get("/prompt-styles", summary="Prompt styles (built in and styles.csv)")
+    def prompt_styles() -> list[dict]:
+        from ..prompts.style_files import load_style_library
+        return load_style_library([settings.models_dir.parent, settings.models_dir]).to_api()
+
+    @router.get("/upscalers", summary="Upscalers for hires fix and extras")
+    def upscalers() -> list[dict]:
+        from ..models.upscalers import BUILTIN_UPSCALERS, list_upscalers, resolve_model_file
+        out = []
+        for name in list_upscalers(settings.models_dir, include_latent=False):
+            p = None if name in BUILTIN_UPSCALERS else resolve_model_file(name, settings.models_dir)
+            out.append({"name": name, "model_name": name if p else None, "model_path": str(p) if p else None,
+                        "model_url": None, "scale": 4 if p else None})
+        return out
+
+    @router.get("/latent-upscale-modes", summary="Latent upscalers for hires fix")
+    def latent_upscale_modes() -> list[dict]:
+        from ..models.upscalers import LATENT_UPSCALE_MODES
+        return [{"name": n} for n in LATENT_UPSCALE_MODES]
