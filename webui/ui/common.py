@@ -49,6 +49,9 @@ class Controls:
     image: gr.components.Component | None = None
     # The ControlNet / IP-Adapter accordion's widgets by parameter name (controlnet_panel)
     controlnet: dict = field(default_factory=dict)
+    # The tab's field table (ui/fields.py): request field name -> component, the Generate
+    # event's inputs
+    fields: dict = field(default_factory=dict)
 
 
 def tab_controls(prompt, negative, generate, sampling: dict, gallery, info, state, **extra) -> Controls:
@@ -147,6 +150,17 @@ def sampling_controls(tab: str, limits) -> dict:
         reuse = gr.Button("♻️", elem_id=f"{tab}_reuse_seed", scale=0, min_width=48)
     return dict(sampler_name=sampler, scheduler=scheduler, steps=steps, width=width, height=height, n_iter=n_iter,
                 batch_size=batch_size, cfg_scale=cfg, seed=seed, _dice=dice, _reuse=reuse)
+
+
+# The sampling fields in the order the endpoints have always listed them (A1111's order), for
+# callers that pass them by position.
+SAMPLING_FIELDS = ("steps", "cfg_scale", "seed", "width", "height", "sampler_name", "scheduler", "batch_size",
+                   "n_iter")
+
+
+def sampling_fields(sampling: dict) -> dict:
+    """sampling_controls()' fields for a tab's table, without its seed buttons."""
+    return {name: sampling[name] for name in SAMPLING_FIELDS}
 
 
 def hires_controls(tab: str, service) -> dict:

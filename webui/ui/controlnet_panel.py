@@ -1,11 +1,10 @@
 """The ControlNet accordion shared by the generation tabs: up to three units, each with a
 control image upload or a pose from the library (thumbnails), preprocessor, model, weight,
-start/end and control mode; and one IP-Adapter reference image. Its widgets become extra
-named parameters of the tab's API endpoint (`controlnet_0_enabled`, `controlnet_0_image`, ...)."""
+start/end and control mode; and one IP-Adapter reference image. Its widgets are fields of the
+tab's table (ui/fields.py), so named parameters of its API endpoint (`controlnet_0_enabled`,
+`controlnet_0_image`, ...); `unit_fields` turns their values into the request's units."""
 
 from __future__ import annotations
-
-import inspect
 
 import gradio as gr
 
@@ -213,31 +212,9 @@ def units_from_values(values: dict) -> list[dict]:
     return units
 
 
-def with_controlnet(fn, names: list[str]):
-    """`fn` with the accordion's widgets as extra named parameters (before `request` and
-    `progress`); their values reach `fn` as `controlnet_units=[...]` and `ip_adapters=[...]`."""
-    sig = inspect.signature(fn)
-    tail = [p for p in sig.parameters.values() if p.name in ("request", "progress")]
-    own = ("request", "progress", "controlnet_units", "ip_adapters")
-    head = [p for p in sig.parameters.values() if p.name not in own]
-    extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names]
-    new_sig = sig.replace(parameters=head + extra + tail)
-
-    def split(args, kwargs) -> dict:
-        bound = new_sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        values = dict(bound.arguments)
-        cn = {n: values.pop(n) for n in names}
-        return {**values, "controlnet_units": units_from_values(cn), "ip_adapters": adapters_from_values(cn)}
-
-    if inspect.isgeneratorfunction(fn):  # gradio streams progress from generator handlers
-        def wrapper(*args, **kwargs):
-            yield from fn(**split(args, kwargs))
-    else:
-        def wrapper(*args, **kwargs):
-            return fn(**split(args, kwargs))
-
-    wrapper.__signature__ = new_sig
-    wrapper.__annotations__ = dict(fn.__annotations__)
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-    return wrapper
+def unit_fields(values: dict) -> dict:
+    """A handler's `values` with the accordion's fields (`controlnet_<n>_<field>`,
+    `ip_adapter_*`) replaced by the request's `controlnet_units` and `ip_adapters`."""
+    own = {n: v for n, v in values.items() if n.startswith(("controlnet_", "ip_adapter_"))}
+    rest = {n: v for n, v in values.items() if n not in own}
+    return {**rest, "controlnet_units": units_from_values(own), "ip_adapters": adapters_from_values(own)}

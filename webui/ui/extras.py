@@ -14,6 +14,7 @@ from ..request import MAX_SEED
 from ..models.upscalers import list_upscalers
 from ..i18n import t
 from .common import GPU, PRIVATE, caller_of, face_detail_controls
+from .fields import handler
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,10 @@ def build(service, shared):
     run_upscale.click(extras_upscale, [image, mode, scale, width, height, upscaler], [result, info],
                       api_name="extras_upscale", **GPU)
 
-    def extras_face_detail(image: str, prompt: str, negative_prompt: str, steps: int, seed: int,
-                           face_detail_prompt: str = "", face_detail_negative_prompt: str = "",
-                           face_detail_denoising_strength: float = 0.4, face_detail_max_faces: int = 4,
-                           face_detail_confidence: float = 0.3, face_detail_padding: int = 32,
-                           face_detail_blur: int = 4, face_detail_detector: str = "haar",
-                           face_detail_order: str = "largest", request: gr.Request = None):
+    face_fields = {"image": image, "prompt": prompt, "negative_prompt": negative, "steps": steps, "seed": seed, **fd}
+
+    def extras_face_detail(request, progress, image, prompt, negative_prompt, **fields):
         """Run the face detail pass on an image. With no face found the image is returned unchanged."""
-        fields = {k: v for k, v in locals().items() if k.startswith("face_detail")}
         try:
             img = _open(image, service.settings.limits)
             if not prompt:  # the image's own prompt, when it carries one
@@ -108,7 +105,7 @@ def build(service, shared):
                 parsed = extras.parse_infotext(info) if info else {}
                 prompt = parsed.get("Prompt", "")
                 negative_prompt = negative_prompt or parsed.get("Negative prompt", "")
-            fields.update(prompt=prompt, negative_prompt=negative_prompt, steps=steps, seed=seed)
+            fields.update(prompt=prompt, negative_prompt=negative_prompt)
             r = extras.face_detail(service, img, fields, owner=caller_of(service, request))
         except UserError as e:
             raise gr.Error(str(e)) from None
@@ -117,6 +114,6 @@ def build(service, shared):
             raise gr.Error(f"face detail failed: {type(e).__name__}: {e}") from None
         return _show(r)
 
-    run_face.click(extras_face_detail, [image, prompt, negative, steps, seed, *fd.values()], [result, info],
-                   api_name="extras_face_detail", **GPU)
+    run_face.click(handler(extras_face_detail, face_fields, required=["image", "prompt", "negative_prompt"]),
+                   inputs_kwargs=face_fields, outputs=[result, info], api_name="extras_face_detail", **GPU)
     return None

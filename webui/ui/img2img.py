@@ -1,6 +1,6 @@
 """The img2img tab: a picture plus a prompt. Its Generate event is the named API endpoint
 `/img2img`, whose parameter names are the A1111 API names (init_image, denoising_strength,
-resize_mode, plus the txt2img ones)."""
+resize_mode, plus the txt2img ones): the keys of the tab's field table (ui/fields.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from ..errors import UserError
 from ..imaging.images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
-from .controlnet_panel import controlnet_accordion, with_controlnet
+from .controlnet_panel import controlnet_accordion, unit_fields
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
-                     sampling_controls, send_row, tab_controls, wire_send_to)
+                     sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
+from .fields import handler
 
 
 def resize_mode_radio(tab: str) -> gr.Radio:
@@ -42,12 +43,11 @@ def build(service, shared) -> Controls:
     c = tab_controls(prompt, negative, generate, s, gallery, info, state, send=send, selected=selected,
                      image=image, controlnet=cn)
 
-    def img2img(init_image: str, prompt: str = "", negative_prompt: str = "", steps: int = 20, cfg_scale: float = 7.0,
-                seed: int = -1, width: int = 512, height: int = 512, sampler_name: str = "DPM++ 2M",
-                scheduler: str = "Automatic", batch_size: int = 1, n_iter: int = 1, denoising_strength: float = 0.75,
-                resize_mode: int = 0, sd_model_checkpoint: str | None = None,
-                controlnet_units: list | None = None, ip_adapters: list | None = None,
-                request: gr.Request = None, progress=gr.Progress()):
+    settings = {"prompt": prompt, "negative_prompt": negative, **sampling_fields(s), "denoising_strength": denoising,
+                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, **cn}
+    c.fields = {"init_image": image, **settings}
+
+    def img2img(request, progress, init_image, **values):
         """Repaint a picture guided by a prompt, optionally with ControlNet units and an
         IP-Adapter reference (the `controlnet_<n>_<field>` and `ip_adapter_*` parameters).
         init_image: the picture (16-bit, CMYK and animated files are converted to 8-bit RGB
@@ -57,24 +57,19 @@ def build(service, shared) -> Controls:
             init = load_upload(init_image, "init_images", service.settings.limits)
         except UserError as e:
             raise gr.Error(str(e)) from None
-        fields = dict(init_image=init, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
-                      cfg_scale=cfg_scale, seed=seed, width=width, height=height, sampler_name=sampler_name,
-                      scheduler=scheduler, batch_size=batch_size, n_iter=n_iter,
-                      denoising_strength=denoising_strength, resize_mode=resize_mode,
-                      sd_model_checkpoint=sd_model_checkpoint or None, controlnet_units=controlnet_units or [],
-                      ip_adapters=ip_adapters or [])
+        fields = {"init_image": init, **unit_fields(values),
+                  "sd_model_checkpoint": values["sd_model_checkpoint"] or None}
         yield from run_generation(service, fields, "img2img", request, progress)
 
-    settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
-                c.batch_size, c.n_iter, denoising, resize_mode, shared.checkpoint, *cn.values()]
-    img2img = with_controlnet(img2img, list(cn))
     outputs = [gallery, info, state]
     # The API endpoint takes the picture as a file, so a non-picture gets our message. It is
     # registered first: Gradio names the private events after the same function too.
-    api_image = api_file("init_image")
-    gr.Button(visible=False).click(img2img, [api_image, *settings], outputs, api_name="img2img", **GPU)
-    generate.click(img2img, [image, *settings], outputs, **PRIVATE, **GPU)
-    prompt.submit(img2img, [image, *settings], outputs, **PRIVATE, **GPU)
+    api_fields = {"init_image": api_file("init_image"), **settings}
+    gr.Button(visible=False).click(handler(img2img, api_fields, required=["init_image"]), inputs_kwargs=api_fields,
+                                   outputs=outputs, api_name="img2img", **GPU)
+    event = handler(img2img, c.fields, required=["init_image"])
+    generate.click(event, inputs_kwargs=c.fields, outputs=outputs, **PRIVATE, **GPU)
+    prompt.submit(event, inputs_kwargs=c.fields, outputs=outputs, **PRIVATE, **GPU)
 
     # A new picture sets the size to it (rounded to multiples of 8, within the limits).
     def size_from_image(path):

@@ -11,13 +11,15 @@ from ..errors import UserError
 from ..imaging.images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
 from ..request import MASKED_CONTENT
 from ..i18n import t
-from .controlnet_panel import controlnet_accordion, with_controlnet
+from .controlnet_panel import controlnet_accordion, unit_fields
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
-                     sampling_controls, send_row, tab_controls, wire_send_to)
+                     sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
+from .fields import handler
 from .img2img import denoising_slider, fit_size, resize_mode_radio
 
 # A translucent brush so the face stays visible under the stroke; any painted pixel is masked.
 BRUSH = gr.Brush(default_size=40, colors=[("#ff3db8", 0.6)], color_mode="fixed")
+OUTPAINT_SIDES = ("left", "right", "top", "bottom")
 
 
 def build(service, shared) -> Controls:
@@ -48,9 +50,9 @@ def build(service, shared) -> Controls:
             with gr.Accordion(t("outpaint_title"), open=False, elem_id="inpaint_outpaint"):
                 gr.Markdown(t("outpaint_help"))
                 with gr.Row():
-                    sides = [gr.Slider(0, 1024, value=0, step=8, label=t(f"outpaint_{side}"),
-                                       elem_id=f"inpaint_outpaint_{side}")
-                             for side in ("left", "right", "top", "bottom")]
+                    sides = {side: gr.Slider(0, 1024, value=0, step=8, label=t(f"outpaint_{side}"),
+                                             elem_id=f"inpaint_outpaint_{side}")
+                             for side in OUTPAINT_SIDES}
             s = sampling_controls("inpaint", limits)
             cn = controlnet_accordion("inpaint", service, note="controlnet_inpaint_note")
         with gr.Column(scale=1):
@@ -59,8 +61,17 @@ def build(service, shared) -> Controls:
     c = tab_controls(prompt, negative, generate, s, gallery, info, state, send=send, selected=selected,
                      image=editor, controlnet=cn)
 
-    def run(init, mask, fields, outpaint, request, progress):
-        left, right, top, bottom = (int(v or 0) for v in outpaint)
+    settings = {"prompt": prompt, "negative_prompt": negative, **sampling_fields(s), "denoising_strength": denoising,
+                "mask_blur": mask_blur, "inpainting_fill": fill, "inpaint_full_res": area,
+                "inpaint_full_res_padding": padding, "inpainting_mask_invert": mask_mode, "resize_mode": resize_mode,
+                **{f"outpaint_{side}": slider for side, slider in sides.items()},
+                "sd_model_checkpoint": shared.checkpoint, **cn}
+    outputs = [gallery, info, state]
+
+    def run(init, mask, values, request, progress):
+        left, right, top, bottom = (int(values[f"outpaint_{side}"] or 0) for side in OUTPAINT_SIDES)
+        fields = {n: v for n, v in unit_fields(values).items() if not n.startswith("outpaint_")}
+        fields["sd_model_checkpoint"] = values["sd_model_checkpoint"] or None
         if any((left, right, top, bottom)):
             init, mask = tasks.outpaint(init, mask, left, right, top, bottom)
             if not fields["inpaint_full_res"]:
@@ -69,15 +80,7 @@ def build(service, shared) -> Controls:
         fields.update(init_image=init, mask=mask)
         yield from run_generation(service, fields, "inpaint", request, progress)
 
-    def inpaint(init_image: str, mask: str | None = None, prompt: str = "", negative_prompt: str = "",
-                steps: int = 20, cfg_scale: float = 7.0, seed: int = -1, width: int = 512, height: int = 512,
-                sampler_name: str = "DPM++ 2M", scheduler: str = "Automatic", batch_size: int = 1, n_iter: int = 1,
-                denoising_strength: float = 0.75, mask_blur: int = 4, inpainting_fill: int = 1,
-                inpaint_full_res: int = 0, inpaint_full_res_padding: int = 32, inpainting_mask_invert: int = 0,
-                resize_mode: int = 0, outpaint_left: int = 0, outpaint_right: int = 0, outpaint_top: int = 0,
-                outpaint_bottom: int = 0, sd_model_checkpoint: str | None = None,
-                controlnet_units: list | None = None, ip_adapters: list | None = None, request: gr.Request = None,
-                progress=gr.Progress()):
+    def inpaint(request, progress, init_image, mask=None, **values):
         """Repaint the white part of `mask` (same size as init_image) guided by the prompt,
         optionally with ControlNet units and an IP-Adapter reference (the `controlnet_<n>_<field>`
         and `ip_adapter_*` parameters; with "only masked" the control map is cropped like the picture).
@@ -90,51 +93,34 @@ def build(service, shared) -> Controls:
             mask_img = load_mask(mask, "mask", service.settings.limits)
         except UserError as e:
             raise gr.Error(str(e)) from None
-        fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
-                         batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
-                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint,
-                         controlnet_units, ip_adapters)
-        yield from run(init, mask_img, fields, (outpaint_left, outpaint_right, outpaint_top, outpaint_bottom),
-                   request, progress)
+        yield from run(init, mask_img, values, request, progress)
 
-    def inpaint_editor(editor_value, mask_file, prompt, negative_prompt, steps, cfg_scale, seed, width, height,
-                       sampler_name, scheduler, batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill,
-                       inpaint_full_res, inpaint_full_res_padding, inpainting_mask_invert, resize_mode,
-                       left, right, top, bottom, sd_model_checkpoint=None, controlnet_units=None,
-                       ip_adapters=None, request: gr.Request = None, progress=gr.Progress()):
-        background = (editor_value or {}).get("background")
+    def inpaint_editor(request, progress, editor, mask_upload=None, **values):
+        background = (editor or {}).get("background")
         if background is None:
             raise gr.Error("Upload or paste a picture into the editor first")
         try:
             init = to_rgb(background)
-            mask_img = combine_masks(editor_mask(editor_value.get("layers"), init.size), load_mask(mask_file, "mask", service.settings.limits))
-            if mask_img is None and not any((left, right, top, bottom)):
+            mask_img = combine_masks(editor_mask(editor.get("layers"), init.size),
+                                     load_mask(mask_upload, "mask", service.settings.limits))
+            if mask_img is None and not any(values[f"outpaint_{side}"] for side in OUTPAINT_SIDES):
                 raise UserError("Paint over the part of the picture to change (or upload a mask, or extend "
                                 "the canvas under Outpaint)", field="mask")
         except UserError as e:
             raise gr.Error(str(e)) from None
-        fields = _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler,
-                         batch_size, n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res,
-                         inpaint_full_res_padding, inpainting_mask_invert, resize_mode, sd_model_checkpoint,
-                         controlnet_units, ip_adapters)
-        yield from run(init, mask_img, fields, (left, right, top, bottom), request, progress)
+        yield from run(init, mask_img, values, request, progress)
 
-    settings = [prompt, negative, c.steps, c.cfg_scale, c.seed, c.width, c.height, c.sampler_name, c.scheduler,
-                c.batch_size, c.n_iter, denoising, mask_blur, fill, area, padding, mask_mode, resize_mode, *sides]
-    outputs = [gallery, info, state]
-    inpaint_editor = with_controlnet(inpaint_editor, list(cn))
-    inpaint = with_controlnet(inpaint, list(cn))
-    editor_inputs = [editor, mask_upload, *settings, shared.checkpoint, *cn.values()]
-    generate.click(inpaint_editor, editor_inputs, outputs, **PRIVATE, **GPU)
-    prompt.submit(inpaint_editor, editor_inputs, outputs, **PRIVATE, **GPU)
+    # The browser's editor holds the picture and the painted mask as layers (a browser detail).
+    c.fields = {"editor": editor, "mask_upload": mask_upload, **settings}
+    event = handler(inpaint_editor, c.fields, required=["editor"])
+    generate.click(event, inputs_kwargs=c.fields, outputs=outputs, **PRIVATE, **GPU)
+    prompt.submit(event, inputs_kwargs=c.fields, outputs=outputs, **PRIVATE, **GPU)
 
-    # The API endpoint takes the picture and the mask as two files (the editor's layered value
-    # is a browser detail; a file that is not a picture gets our loader's message).
-    api_image = api_file("init_image")
-    api_mask = api_file("mask")
-    api_trigger = gr.Button(visible=False)
-    api_trigger.click(inpaint, [api_image, api_mask, *settings, shared.checkpoint, *cn.values()], outputs,
-                      api_name="inpaint", **GPU)
+    # The API endpoint takes the picture and the mask as two files (a file that is not a
+    # picture gets our loader's message).
+    api_fields = {"init_image": api_file("init_image"), "mask": api_file("mask"), **settings}
+    gr.Button(visible=False).click(handler(inpaint, api_fields, required=["init_image"]), inputs_kwargs=api_fields,
+                                   outputs=outputs, api_name="inpaint", **GPU)
 
     def size_from_image(value):
         # The upload event can arrive before the editor has split the picture into its
@@ -148,15 +134,3 @@ def build(service, shared) -> Controls:
                  lambda path: {"background": path, "layers": [], "composite": path}, service.settings.models_dir)
     return c
 
-
-def _fields(prompt, negative_prompt, steps, cfg_scale, seed, width, height, sampler_name, scheduler, batch_size,
-            n_iter, denoising_strength, mask_blur, inpainting_fill, inpaint_full_res, inpaint_full_res_padding,
-            inpainting_mask_invert, resize_mode, sd_model_checkpoint, controlnet_units=None,
-            ip_adapters=None) -> dict:
-    return dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale, seed=seed,
-                width=width, height=height, sampler_name=sampler_name, scheduler=scheduler, batch_size=batch_size,
-                n_iter=n_iter, denoising_strength=denoising_strength, mask_blur=mask_blur,
-                inpainting_fill=inpainting_fill, inpaint_full_res=inpaint_full_res,
-                inpaint_full_res_padding=inpaint_full_res_padding, inpainting_mask_invert=inpainting_mask_invert,
-                resize_mode=resize_mode, sd_model_checkpoint=sd_model_checkpoint or None,
-                controlnet_units=controlnet_units or [], ip_adapters=ip_adapters or [])

@@ -6,7 +6,6 @@ Its read event is the named API endpoint `/png_info` (same result as REST `png-i
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import gradio as gr
 
@@ -32,16 +31,16 @@ def _value_controls(controls) -> dict[str, gr.components.Component]:
 
 
 def endpoint_controls(blocks, api_name: str) -> dict[str, gr.components.Component]:
-    """The input components of a named endpoint by parameter name. Generate handlers take
-    A1111 field names, so this finds every control a tab has (hires fix, face detail...),
+    """The input components of a named endpoint by parameter name. Generate events take
+    their tab's field table (A1111 field names), so this finds every control a tab has (hires fix, face detail...),
     including ones added later, without a list to keep in step."""
     for fn in getattr(blocks, "fns", {}).values():
         if getattr(fn, "api_name", None) != api_name or fn.fn is None:
             continue
-        names = [n for n, p in inspect.signature(fn.fn).parameters.items()
-                 if n not in ("request", "progress") and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        # The parameter name of each input, as Gradio names them (the tab's table keys).
+        names = getattr(fn, "input_parameter_names", None) or []
         return {n: c for n, c in zip(names, fn.inputs)
-                if isinstance(c, gr.components.Component) and not isinstance(c, _NOT_VALUES)}
+                if n and isinstance(c, gr.components.Component) and not isinstance(c, _NOT_VALUES)}
     return {}
 
 
