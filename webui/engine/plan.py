@@ -43,7 +43,7 @@ class Prompts:
     count: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PassSpec:
     """One pipeline call. `task` picks the pipeline kind after preparation ("txt2img",
     "img2img" or "inpaint"); `image` is what it starts from (None, a picture, pictures, or

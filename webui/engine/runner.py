@@ -48,11 +48,12 @@ def new_context(engine, model, reqs: list, jobs: list) -> RunContext:
 
 
 def base_spec(req, prepared, seeds: list[int], decode: bool = True) -> PassSpec:
-    return PassSpec(prepared.kind, (Prompts(req.prompt, req.negative_prompt, len(seeds)),), tuple(seeds),
-                    prepared.width, prepared.height, req.steps, req.cfg_scale, req.sampler_name, req.scheduler,
-                    req.clip_skip, tasks.strength(req, prepared), image=prepared.image, mask=prepared.mask,
-                    region=prepared.region, source_size=prepared.original.size if prepared.original else None,
-                    decode=decode)
+    return PassSpec(task=prepared.kind, groups=(Prompts(req.prompt, req.negative_prompt, len(seeds)),),
+                    seeds=tuple(seeds), width=prepared.width, height=prepared.height, steps=req.steps,
+                    cfg_scale=req.cfg_scale, sampler=req.sampler_name, schedule=req.scheduler,
+                    clip_skip=req.clip_skip, strength=tasks.strength(req, prepared), image=prepared.image,
+                    mask=prepared.mask, region=prepared.region,
+                    source_size=prepared.original.size if prepared.original else None, decode=decode)
 
 
 def run_request(ctx: RunContext, memory: dict | None) -> GenerationResult:
@@ -129,9 +130,10 @@ def run_merged(ctx: RunContext, load: float) -> list[GenerationResult]:
     # Compiled: pad to a batch bucket so merged batches hit a few compiled shapes; the padding
     # rows repeat the last request and are dropped (rows never mix in the UNet).
     pad = fast.batch_bucket(len(seeds)) if engine.compiling else 0
-    spec = PassSpec("txt2img", tuple(Prompts(r.prompt, r.negative_prompt, r.batch_size) for r in reqs),
-                    tuple(seeds), first.width, first.height, first.steps, first.cfg_scale, first.sampler_name,
-                    first.scheduler, first.clip_skip, pad_to=pad)
+    spec = PassSpec(task="txt2img", groups=tuple(Prompts(r.prompt, r.negative_prompt, r.batch_size) for r in reqs),
+                    seeds=tuple(seeds), width=first.width, height=first.height, steps=first.steps,
+                    cfg_scale=first.cfg_scale, sampler=first.sampler_name, schedule=first.scheduler,
+                    clip_skip=first.clip_skip, pad_to=pad)
     for j in jobs:
         j.start_batch(0, 1)
     memory: dict[str, float] = {}

@@ -171,8 +171,9 @@ def engine_pass(ctx, image: Image.Image, seed: int) -> tuple[Image.Image, dict]:
     def inpaint(crop: Image.Image, crop_mask: Image.Image, prompt: str, negative: str, region) -> Image.Image:
         if job.stop_requested or int(steps * options.denoising_strength) < 1:
             return crop
-        spec = PassSpec("inpaint", (Prompts(prompt, negative, 1),), (seed,), size[0], size[1], steps,
-                        req.cfg_scale, req.sampler_name, req.scheduler, req.clip_skip, options.denoising_strength,
+        spec = PassSpec(task="inpaint", groups=(Prompts(prompt, negative, 1),), seeds=(seed,), width=size[0],
+                        height=size[1], steps=steps, cfg_scale=req.cfg_scale, sampler=req.sampler_name,
+                        schedule=req.scheduler, clip_skip=req.clip_skip, strength=options.denoising_strength,
                         image=crop, mask=crop_mask, region=region, source_size=image.size, label="face ")
         out = run_pass(ctx, spec, ctx.for_subpass(prompt, negative))
         ctx.note(*out.notes[0])

@@ -115,11 +115,12 @@ def run(ctx, latents: torch.Tensor, seeds: list[int]) -> list[Image.Image]:
     prompt = req.hr_prompt or req.prompt
     negative = req.hr_negative_prompt or req.negative_prompt
     spec = PassSpec(
-        "inpaint" if model.is_inpaint else "img2img", (Prompts(prompt, negative, len(seeds)),), tuple(seeds),
-        out[0], out[1], steps, req.cfg_scale,
-        req.hr_sampler_name if req.hr_sampler_name != SAME_SAMPLER else req.sampler_name,
-        req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else req.scheduler,
-        req.clip_skip, strength, image=image, mask=Image.new("L", out, 255) if model.is_inpaint else None,
+        task="inpaint" if model.is_inpaint else "img2img", groups=(Prompts(prompt, negative, len(seeds)),),
+        seeds=tuple(seeds), width=out[0], height=out[1], steps=steps, cfg_scale=req.cfg_scale,
+        sampler=req.hr_sampler_name if req.hr_sampler_name != SAME_SAMPLER else req.sampler_name,
+        schedule=req.hr_scheduler if req.hr_scheduler != SAME_SCHEDULER else req.scheduler,
+        clip_skip=req.clip_skip, strength=strength, image=image,
+        mask=Image.new("L", out, 255) if model.is_inpaint else None,  # a 9-channel UNet needs a mask
         label="hires ")
     try:
         result = run_pass(ctx, spec, ctx.for_subpass(prompt, negative))
