@@ -3,6 +3,10 @@ weights, no download, on the CPU): scikit-image's astronaut and matplotlib's Gra
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +14,7 @@ from PIL import Image
 
 from webui.errors import UserError
 from webui.imaging import openpose_draw
-from webui.imaging.poses import COLOURS
+from webui.imaging.poses import COLOURS, load_poses, render_by_key, save_pose
 from webui.models import annotators, mediapipe_models, mediapipe_pose
 
 pytestmark = pytest.mark.skipif(mediapipe_models.unavailable() is not None, reason="needs mediapipe==0.10.21")
@@ -173,3 +177,69 @@ def test_a_large_photo_is_scaled_for_detection_and_points_map_back(astronaut):
     big = mediapipe_pose.detect(big_img).body
     for i, tol in ((0, 0.03), (14, 0.03), (15, 0.03), (16, 0.03), (17, 0.03), (1, 0.05), (2, 0.05), (5, 0.05)):
         assert near((big[i][0] / 4, big[i][1] / 4), small[i], 512 * tol), (i, big[i], small[i])
+
+
+# ---- the pose library -----------------------------------------------------------------------
+
+def test_pose_from_photo_is_saved_and_rendered_by_name(hopper, tmp_path):
+    data = mediapipe_pose.pose_from_photo(hopper)
+    assert data["aspect"] == pytest.approx(512 / 600, abs=1e-3) and len(data["keypoints"]) == 18
+    nose = data["keypoints"][0]
+    assert inside((nose[0] * 512, nose[1] * 600), HOPPER_FACE)
+    pose = save_pose("Grace at her desk", data, tmp_path)
+    assert pose.key == "Grace_at_her_desk"
+    stored = json.loads((tmp_path / "Grace_at_her_desk.json").read_text())
+    assert stored["name"] == "Grace at her desk" and stored["keypoints"] == data["keypoints"]
+    poses, problems = load_poses(tmp_path)
+    assert "Grace_at_her_desk" in poses
+    out = np.asarray(render_by_key("Grace_at_her_desk", 512, 600, tmp_path))
+    x, y = round(nose[0] * 512), round(nose[1] * 600)
+    assert (out[y - 1:y + 2, x - 1:x + 2] == COLOURS[0]).all(-1).any()
+    with pytest.raises(UserError, match="already in the pose library"):
+        save_pose("Grace at her desk", data, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "", "   ", "x" * 65, ".hidden", "c:\\pose", "a.json"])
+def test_bad_pose_names_are_refused(name, tmp_path):
+    data = {"aspect": 1.0, "keypoints": [[0.5, 0.5]] * 18}
+    with pytest.raises(UserError) as e:
+        save_pose(name, data, tmp_path / "poses")
+    assert e.value.field == "pose_name"
+    assert not (tmp_path / "poses").exists() or not any((tmp_path / "poses").iterdir())
+
+
+def test_a_photo_with_no_person_is_a_clear_error():
+    from skimage import data
+
+    with pytest.raises(UserError, match="no person was found") as e:
+        mediapipe_pose.pose_from_photo(Image.fromarray(data.coffee()))
+    assert e.value.field == "image"
+
+
+def test_the_rest_route_detects_and_saves(hopper, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from webui.api.routes import API_PREFIX, build_router
+    from webui.serving.service import Service
+    from webui.settings import Settings
+
+    service = Service.create(Settings(models_dir=tmp_path / "models", outputs_dir=tmp_path / "out", device="cpu"),
+                             load_model=False)
+    service.poses_dir = tmp_path / "poses"
+    app = FastAPI()
+    app.include_router(build_router(service))
+    client = TestClient(app)
+    buf = io.BytesIO()
+    hopper.save(buf, format="PNG")
+    photo = base64.b64encode(buf.getvalue()).decode()
+    r = client.post(f"{API_PREFIX}/pose-from-photo", json={"image": photo, "name": "hopper"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["key"] == "hopper" and (tmp_path / "poses" / "hopper.json").is_file()
+    assert len(body["pose"]["keypoints"]) == 18
+    assert Image.open(io.BytesIO(base64.b64decode(body["preview"]))).size[1] == 384
+    r = client.post(f"{API_PREFIX}/pose-from-photo", json={"image": photo, "name": "../x"})
+    assert r.status_code in (400, 422) and "pose name" in r.text
+    r = client.post(f"{API_PREFIX}/pose-from-photo", json={"image": photo})
+    assert r.status_code == 200 and r.json()["key"] is None
