@@ -243,3 +243,27 @@ def test_the_rest_route_detects_and_saves(hopper, tmp_path):
     assert r.status_code in (400, 422) and "pose name" in r.text
     r = client.post(f"{API_PREFIX}/pose-from-photo", json={"image": photo})
     assert r.status_code == 200 and r.json()["key"] is None
+
+
+def test_the_controlnet_panel_detects_and_saves_a_pose_from_a_photo(hopper, astronaut, tmp_path):
+    import gradio as gr
+
+    from webui.serving.service import Service
+    from webui.settings import Settings
+    from webui.ui.controlnet_panel import controlnet_accordion
+
+    service = Service.create(Settings(models_dir=tmp_path / "models", outputs_dir=tmp_path / "out", device="cpu"),
+                             load_model=False)
+    service.poses_dir = tmp_path / "poses"
+    with gr.Blocks() as demo:
+        out = controlnet_accordion("txt2img", service)
+    fns = {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
+    pose, shown, note = fns["detect"](hopper)
+    assert len(pose["keypoints"]) == 18 and shown.size[1] == 384 and note == ""
+    assert "no person was found" in fns["detect"](Image.new("RGB", (256, 256), "grey"))[2]
+    status, *lists = fns["keep"](pose, "from the panel")
+    assert "from_the_panel" in status and len(lists) == 3
+    assert "from_the_panel" in [v for _, v in lists[0].choices]  # the units' pose lists offer it now
+    with pytest.raises(gr.Error, match="pose name"):
+        fns["keep"](pose, "../x")
+    assert "controlnet_0_pose" in out
