@@ -231,7 +231,11 @@ def test_canny_finds_the_square_outline():
     assert not on[24:40, 24:40].any() and not on[:8].any()  # nothing inside or far away
 
 
-def test_missing_preprocessor_model_names_the_file(service, models_dir):
+def test_missing_preprocessor_model_names_the_file(service, models_dir, monkeypatch):
+    from webui.models import mediapipe_models
+
+    # OpenPose falls back on MediaPipe; where that is missing too, the error names the file.
+    monkeypatch.setattr(mediapipe_models, "unavailable", lambda: "the MediaPipe detectors need mediapipe")
     with pytest.raises(UserError) as e:
         gen(service, units=[unit(module="openpose_full")])
     msg = str(e.value)

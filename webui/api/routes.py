@@ -15,7 +15,7 @@ Jobs are scoped (A1111 lets anyone interrupt anyone; we do not):
 
 This module holds generation, jobs (progress, interrupt, skip) and png-info, and mounts the
 API; the bodies are in `bodies.py`, the model and settings routes in `model_routes.py`, the
-routes describing the server in `info_routes.py`.
+routes describing the server in `info_routes.py`, the pose library's in `pose_routes.py`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .bodies import ImageResponse, Img2ImgBody, JobRef, PngInfoBody, PngInfoResp
 from .edge import CheckedRoute
 from .info_routes import add_info_routes
 from .model_routes import add_model_routes
+from .pose_routes import add_pose_routes
 from ..errors import UserError
 from ..metadata.image_meta import png_bytes_with_infotext
 from ..imaging.images import decode_base64_bytes, decode_base64_image, to_mask, to_rgb
@@ -255,6 +256,7 @@ def build_router(service) -> APIRouter:
             raise UserError(f"image: {e}", field="image") from None
 
     add_info_routes(router, settings)
+    add_pose_routes(router, service)
 
     return router
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,3 +157,41 @@ def render_by_key(key: str, width: int, height: int, directory: str | Path | Non
     except PoseError as e:
         raise UserError(str(e), field="controlnet_units") from None
     return render_pose(pose, width, height)
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$")
+
+
+def pose_key(name) -> str:
+    """The library key (file stem) for a pose name: letters, digits, spaces, '_' and '-', at
+    most 64; a UserError for anything else (a path, dots, an empty name)."""
+    from ..errors import UserError
+
+    text = name.strip() if isinstance(name, str) else ""
+    if not NAME.match(text):
+        raise UserError("a pose name is 1 to 64 letters, digits, spaces, '_' or '-' (no paths or dots); "
+                        f"got {str(name)[:80]!r}", field="pose_name")
+    return text.replace(" ", "_")
+
+
+def save_pose(name: str, data: dict, directory: str | Path | None = None) -> Pose:
+    """Add a pose (the library's JSON form) under `name`, written whole or not at all; a UserError
+    when the name is bad or taken, or the pose has no usable points."""
+    from ..atomic_files import write_new
+    from ..errors import UserError
+
+    key = pose_key(name)
+    try:
+        pose, _ = parse_pose(data, key)
+    except PoseError as e:
+        raise UserError(str(e), field="pose") from None
+    entry = {"name": name.strip(), "description": pose.description[:200], "aspect": pose.aspect,
+             "keypoints": [None if p is None else list(p) for p in pose.keypoints]}
+    folder = Path(directory) if directory is not None else POSES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        write_new(folder / f"{key}.json", (json.dumps(entry, indent=1) + "\n").encode("utf-8"))
+    except FileExistsError:
+        raise UserError(f"a pose named {key!r} is already in the pose library; choose another name",
+                        field="pose_name") from None
+    return pose

@@ -7,6 +7,8 @@ They read the files users already have from the lllyasviel/Annotators repository
   stages of part heatmaps + part affinity fields), as converted to PyTorch by pytorch-openpose
   (MIT) and used by controlnet_aux (Apache-2.0). Keypoints are decoded from heatmap peaks and
   grouped into people along the affinity fields, then drawn with :mod:`webui.imaging.poses`.
+  Without that file, and for hands and face (``openpose_hand``/``_face``/``_full``), MediaPipe's
+  shipped models find the points (:mod:`webui.models.mediapipe_pose`).
 * Line art (``sk_model.pth``, coarse: ``sk_model2.pth``): the "informative drawings" ResNet
   generator (3 residual blocks, instance norm) that ControlNet 1.1's line-art model was trained on.
 
@@ -29,9 +31,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .depth import DEPTH_FILE, MidasDepth, depth_map
-from . import model_files
+from . import mediapipe_models, mediapipe_pose, model_files
 from ..errors import UserError
-from ..request.controlnet import ANNOTATOR_MODULES, annotator_module
+from ..imaging.openpose_draw import draw_bodies, draw_openpose
+from ..request.controlnet import ANNOTATOR_MODULES, annotator_module, openpose_parts
 
 FIELD = "controlnet_units"
 SOURCE = "the lllyasviel/Annotators repository on Hugging Face"
@@ -201,15 +204,7 @@ def detect_bodies(net: BodyPoseNet, img: Image.Image) -> list[list[tuple[float, 
 
 def pose_map(people, size: tuple[int, int], out_size: tuple[int, int]) -> Image.Image:
     """Draw detected people (pixels of a `size` picture) as OpenPose skeletons at `out_size`."""
-    from ..imaging.poses import Pose, render_pose
-
-    w, h = size
-    canvas = np.zeros((out_size[1], out_size[0], 3), np.uint8)
-    for kps in people:
-        norm = tuple(None if p is None else (p[0] / w, p[1] / h) for p in kps)
-        pose = Pose("detected", "detected", "", w / h, norm)
-        canvas = np.maximum(canvas, np.asarray(render_pose(pose, *out_size)))
-    return Image.fromarray(canvas)
+    return Image.fromarray(draw_bodies(people, size, out_size))
 
 
 # ---- line art --------------------------------------------------------------------------------
@@ -260,7 +255,7 @@ def lineart_map(net: LineartNet, img: Image.Image, resolution: int) -> Image.Ima
 
 # ---- which file each preprocessor needs, loading, caching ------------------------------------
 
-# module name -> (network class, file); "openpose_full" etc. draw the body only (see notes()).
+# module name -> (network class, file); the openpose family falls back on MediaPipe (openpose_map).
 MODELS = {
     "openpose": (BodyPoseNet, "body_pose_model.pth"),
     "lineart": (LineartNet, "sk_model.pth"),
@@ -279,9 +274,10 @@ def resolve(module: str) -> tuple[str, type, str]:
 
 
 def notes(module: str) -> list[str]:
-    m = module.strip().lower()
-    if m.startswith("openpose") and m != "openpose":
-        return [f"the {module} preprocessor draws the body skeleton only (hands and face are not detected here)"]
+    _, hands, face = openpose_parts(module)
+    if (hands or face) and mediapipe_models.unavailable():
+        return [f"the {module} preprocessor draws the body skeleton only here (hands and face need "
+                f"mediapipe=={mediapipe_models.VERSION})"]
     return []
 
 
@@ -292,10 +288,17 @@ class AnnotatorCache:
         self.folder, self.device = Path(folder), device
         self._nets: dict[str, nn.Module] = {}
 
+    def _find(self, filename: str):
+        return model_files.lookup(self.folder, filename, (Path(filename).suffix,), what="annotator", field=FIELD,
+                                  recursive=False)
+
+    def has(self, module: str) -> bool:
+        """Whether the file `module` needs is in the folder."""
+        return self._find(resolve(module)[2]) is not None
+
     def get(self, module: str) -> nn.Module:
         _, cls, filename = resolve(module)
-        found = model_files.lookup(self.folder, filename, (Path(filename).suffix,), what="annotator", field=FIELD,
-                                   recursive=False)
+        found = self._find(filename)
         if found is None:  # missing, or a link out of the folder
             raise UserError(f"the {module} preprocessor needs {filename} in {self.folder} (from {SOURCE}); or "
                             f"choose preprocessor 'none' and upload a ready map", field=FIELD)
@@ -331,14 +334,41 @@ def load(cls: type, path: Path) -> nn.Module:
 
 def run(cache: AnnotatorCache, module: str, img: Image.Image, resolution: int, size: tuple[int, int]) -> Image.Image:
     """The control map of `img` at `size` (width, height) for a weight-needing preprocessor."""
+    if resolve(module)[0] == "openpose":
+        return openpose_map(cache, module, img, resolution, size)
     net = cache.get(module)
-    if isinstance(net, BodyPoseNet):
-        # The network always sees 184 px of height; the resolution only sets how finely its maps
-        # are decoded, and 57 maps beyond 1024 px cost memory for nothing.
-        scale = min(resolution, 1024) / min(img.size)
-        work = img.resize((max(8, round(img.width * scale)), max(8, round(img.height * scale))), Image.LANCZOS)
-        return pose_map(detect_bodies(net, work), work.size, size)
     if isinstance(net, MidasDepth):
         return depth_map(net, img, resolution).resize(size, Image.BILINEAR)
     return lineart_map(net, img, resolution).resize(size, Image.BILINEAR)
 
+
+
+def openpose_map(cache: AnnotatorCache, module: str, img: Image.Image, resolution: int,
+                 size: tuple[int, int]) -> Image.Image:
+    """An OpenPose map: the body from body_pose_model.pth when it is in the folder, else from
+    MediaPipe's BlazePose; hands and face (openpose_hand/_face/_full) from MediaPipe."""
+    body, hands, face = openpose_parts(module)
+    use_file = body and cache.has(module)
+    why = mediapipe_models.unavailable()
+    if why and not use_file:
+        filename = resolve(module)[2]
+        raise UserError(f"the {module} preprocessor needs {filename} in {cache.folder} (from {SOURCE}), or {why}; "
+                        "or choose preprocessor 'none' and upload a ready map", field=FIELD)
+    frame, bodies = img.size, []
+    if use_file:
+        # The network always sees 184 px of height; the resolution only sets how finely its maps
+        # are decoded, and 57 maps beyond 1024 px cost memory for nothing.
+        scale = min(resolution, 1024) / min(img.size)
+        work = img.resize((max(8, round(img.width * scale)), max(8, round(img.height * scale))), Image.LANCZOS)
+        frame, bodies = work.size, detect_bodies(cache.get(module), work)
+    found = mediapipe_pose.Detection(img.size)
+    if not why and (hands or face or not use_file):
+        found = mediapipe_pose.detect(img, body=body and not use_file, hands=hands, face=face, field_name=FIELD)
+    sx, sy = frame[0] / img.width, frame[1] / img.height  # MediaPipe's pixels -> the frame's
+
+    def fit(points):
+        return [None if p is None else (p[0] * sx, p[1] * sy) for p in points]
+
+    if found.body is not None:
+        bodies.append(fit(found.body))
+    return draw_openpose(frame, size, bodies, [fit(h) for h in found.hands], [fit(f) for f in found.faces])

@@ -22,10 +22,15 @@ RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
 RESIZE_ALIASES = {"inner fit (scale to fit)": 1, "outer fit (shrink to fit)": 2, "envelope (outer fit)": 2}
 # Preprocessors offered in the UI; "openpose_full", "lineart_realistic" and other A1111 names are
 # accepted too (ANNOTATOR_MODULES lists the ones with weights).
-MODULES = ("none", "canny", "openpose", "lineart", "lineart_coarse", "depth")
+MODULES = ("none", "canny", "openpose", "openpose_hand", "openpose_face", "openpose_full", "lineart", "lineart_coarse",
+           "depth")
 FIELD = "controlnet_units"
 # Preprocessors with weights (annotators.MODELS has a network for each).
 ANNOTATOR_MODULES = ("openpose", "lineart", "lineart_realistic", "lineart_coarse", "depth", "depth_midas")
+# The OpenPose family: (body, hands, face) each draws; other "openpose..." names draw the body.
+OPENPOSE_PARTS = {"openpose": (True, False, False), "openpose_hand": (True, True, False),
+                  "openpose_face": (True, False, True), "openpose_faceonly": (False, False, True),
+                  "openpose_full": (True, True, True)}
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,11 @@ def annotator_module(module: str) -> str:
         return m
     raise UserError(f"the {module} preprocessor is not built in; use openpose, lineart, lineart_coarse or depth "
                     "(MiDaS), or upload a ready map with preprocessor 'none'", field=FIELD)
+
+
+def openpose_parts(module: str) -> tuple[bool, bool, bool]:
+    """(body, hands, face) an OpenPose preprocessor draws."""
+    return OPENPOSE_PARTS.get(module.strip().lower(), (True, False, False))
 
 
 def module_kind(module: str) -> str:

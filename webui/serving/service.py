@@ -68,6 +68,7 @@ class Service(ServiceJobs):
 
     queue: GPUQueue | None = None  # built in __post_init__ from the manager and settings
     client_bytes: ClientBudget | None = None  # likewise: memory each client's requests may hold
+    poses_dir: Path | None = None  # the pose library (None: presets/poses)
 
     def __post_init__(self):
         if self.gpu_stream is None:
@@ -166,6 +167,24 @@ class Service(ServiceJobs):
         """English for a prompt (unchanged when it has no CJK), and warnings: the UI's preview."""
         result = translate_prompt(text or "", self.translator)
         return result.english, result.warnings
+
+    def pose_from_photo(self, photo, name: str = "") -> tuple[dict, Any]:
+        """The pose of the person in `photo` as a pose-library entry, and its skeleton to preview.
+        MediaPipe runs on the CPU beside the GPU queue; a UserError when no person is found."""
+        from ..imaging.poses import parse_pose, render_pose
+        from ..models.mediapipe_pose import pose_from_photo
+        from ..request import check_upload
+
+        check_upload(photo, self.settings.limits, "image")
+        data = pose_from_photo(photo, name=name if isinstance(name, str) else "")
+        pose, _ = parse_pose(data, "photo")
+        return data, render_pose(pose, max(64, round(384 * min(pose.aspect, 2.0))), 384)
+
+    def save_pose(self, name: str, pose: dict) -> str:
+        """Add `pose` (a pose-library entry) to the library as `name`; its key for requests."""
+        from ..imaging.poses import save_pose
+
+        return save_pose(name, pose, self.poses_dir).key
 
     def family(self) -> str:
         """"sd1", "sd2" or "sdxl" for the active model (sd1 when none is loaded)."""

@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..i18n import t
 from ..request import controlnet as unit_options
 from .events import PRIVATE
+from .pose_library import pose_from_photo
 
 UNIT_FIELDS = ("enabled", "image", "pose", "module", "model", "weight", "guidance_start", "guidance_end",
                "control_mode", "resize_mode", "threshold_a", "threshold_b")
@@ -83,6 +84,7 @@ def controlnet_accordion(tab: str, service, note: str | None = None) -> dict:
                                   None, w["model"], **PRIVATE)
                     for f in UNIT_FIELDS:
                         out[f"controlnet_{n}_{f}"] = w[f]
+        pose_from_photo(tab, service, [out[f"controlnet_{n}_pose"] for n in range(controlnet.MAX_UNITS)])
     with gr.Accordion(t("ip_adapter_title"), open=False, elem_id=f"{tab}_ipadapter"):
         with gr.Row():
             out["ip_adapter_image"] = gr.Image(type="pil", label=t("ip_adapter_image"), height=200,
