@@ -83,7 +83,7 @@ class GenerationRequest:
     face_detail_confidence: float = 0.3
     face_detail_padding: int = 32
     face_detail_blur: int = 4
-    face_detail_detector: str = "haar"
+    face_detail_detector: str = "mediapipe"  # falls back to "haar" without the mediapipe wheel
     face_detail_order: str = "largest"
     face_detail_width: int = 0     # 0 = the model's native size (512 SD1, 1024 SDXL)
     face_detail_height: int = 0
@@ -229,7 +229,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_confidence=as_float(fields, "face_detail_confidence", 0.3, 0.0, 1.0),
         face_detail_padding=as_int(fields, "face_detail_padding", 32, 0, 512),
         face_detail_blur=as_int(fields, "face_detail_blur", 4, 0, 128),
-        face_detail_detector=as_str(fields, "face_detail_detector", "haar", 200) or "haar",
+        face_detail_detector=as_str(fields, "face_detail_detector", "mediapipe", 200) or "mediapipe",
         face_detail_order=face_order(fields),
         face_detail_width=face_size(fields, "face_detail_width", lim.max_width),
         face_detail_height=face_size(fields, "face_detail_height", lim.max_height),
