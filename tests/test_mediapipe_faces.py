@@ -19,8 +19,9 @@ from webui.settings import Settings
 
 skdata = pytest.importorskip("skimage.data")
 cbook = pytest.importorskip("matplotlib.cbook")
-if mediapipe_models.unavailable():
-    pytest.skip(mediapipe_models.unavailable(), allow_module_level=True)
+# Tests on the real weights; the ones that simulate a missing wheel run everywhere.
+needs_mediapipe = pytest.mark.skipif(mediapipe_models.unavailable() is not None,
+                                     reason=mediapipe_models.unavailable() or "")
 
 FAST = dict(face_detail_width=64, face_detail_height=64, steps=3, sampler_name="Euler")
 
@@ -64,6 +65,7 @@ def lfw_counts(det) -> tuple[int, int]:
     return sum(hits[:100]), sum(hits[100:])
 
 
+@needs_mediapipe
 def test_lfw_faces_found_and_false_alarms(detector):
     found, false_alarms = lfw_counts(detector)
     # measured: 98 found, 1 false alarm
@@ -71,6 +73,7 @@ def test_lfw_faces_found_and_false_alarms(detector):
     assert false_alarms <= 2, f"{false_alarms} false alarms on 100 non-faces"
 
 
+@needs_mediapipe
 def test_astronaut_face_mask_covers_the_face_not_the_corners(detector, astronaut):
     boxes = detector.detect(astronaut)
     assert len(boxes) == 1
@@ -90,6 +93,7 @@ def test_astronaut_face_mask_covers_the_face_not_the_corners(detector, astronaut
     assert x0 <= mx0 and y0 <= my0 and x1 >= mx1 and y1 >= my1  # the crop holds the whole mask
 
 
+@needs_mediapipe
 def test_face_pass_on_grace_hopper_repaints_only_inside_the_mask(service, hopper):
     req = service.request(dict(prompt="portrait photo of an admiral", seed=11, face_detail_denoising_strength=0.7,
                                init_image=hopper, **FAST), "img2img")
@@ -108,6 +112,7 @@ def test_face_pass_on_grace_hopper_repaints_only_inside_the_mask(service, hopper
     assert "Face detail detector: mediapipe" in r.infotexts[0] and "Face detail faces: 1" in r.infotexts[0]
 
 
+@needs_mediapipe
 def test_no_face_is_a_notice_not_a_crash(service, detector):
     sky = Image.fromarray(np.tile(np.linspace(40, 220, 256, dtype=np.uint8)[:, None, None], (1, 256, 3)))
     assert detector.detect(sky) == []
@@ -117,6 +122,7 @@ def test_no_face_is_a_notice_not_a_crash(service, detector):
     assert any("no face found" in w for w in r.warnings)
 
 
+@needs_mediapipe
 @pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "I"])
 def test_grayscale_alpha_and_16_bit_inputs(detector, astronaut, mode):
     if mode == "RGBA":
@@ -132,6 +138,7 @@ def test_grayscale_alpha_and_16_bit_inputs(detector, astronaut, mode):
     assert detector.face_outline(img, boxes[0])
 
 
+@needs_mediapipe
 def test_very_large_picture_is_scaled_for_detection_and_boxes_map_back(detector, astronaut):
     big = astronaut.resize((4000, 4000), Image.BICUBIC)
     boxes = detector.detect(big)
@@ -163,3 +170,18 @@ def test_without_mediapipe_the_face_pass_says_why(monkeypatch, service, astronau
     r = service.manager.detail_faces(req)
     assert any("used the 'haar' detector because the MediaPipe detectors need mediapipe" in w for w in r.warnings)
     assert "Face detail detector: haar" in r.infotexts[0] and "Face detail faces: 1" in r.infotexts[0]
+
+
+def test_app_starts_without_the_wheel_and_offers_haar(monkeypatch, service):
+    import sys
+
+    from webui.ui import build_ui
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` now fails
+    why = mediapipe_models.unavailable()
+    assert why and "mediapipe==0.10.21" in why and "--no-deps" in why
+    demo = build_ui(service)
+    dropdowns = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "txt2img_face_detector"]
+    assert dropdowns and dropdowns[0].value == "haar"
+    assert "mediapipe" not in [c[0] if isinstance(c, tuple) else c for c in dropdowns[0].choices]
+    demo.close()

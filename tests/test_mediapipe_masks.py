@@ -19,8 +19,9 @@ from webui.serving.service import Service
 from webui.settings import Limits, Settings
 
 skdata = pytest.importorskip("skimage.data")
-if mediapipe_models.unavailable():
-    pytest.skip(mediapipe_models.unavailable(), allow_module_level=True)
+# Tests on the real weights; the ones that simulate a missing wheel run everywhere.
+needs_mediapipe = pytest.mark.skipif(mediapipe_models.unavailable() is not None,
+                                     reason=mediapipe_models.unavailable() or "")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def on(mask: Image.Image) -> np.ndarray:
     return np.asarray(mask) > 127
 
 
+@needs_mediapipe
 def test_face_preset_covers_the_face_not_the_corners(astronaut):
     m = on(mediapipe_masks.auto_mask(astronaut, "face"))
     assert m.shape == (512, 512)
@@ -49,6 +51,7 @@ def test_face_preset_covers_the_face_not_the_corners(astronaut):
     assert 0.02 < m.mean() < 0.08  # the face, not the picture (measured 0.036)
 
 
+@needs_mediapipe
 def test_person_and_background_presets(astronaut):
     person = on(mediapipe_masks.auto_mask(astronaut, "person"))
     assert person.mean() > 1 / 3  # measured 0.545
@@ -58,6 +61,7 @@ def test_person_and_background_presets(astronaut):
     assert np.array_equal(background, ~person)
 
 
+@needs_mediapipe
 def test_hands_preset_hulls_grown(monkeypatch):
     # No photo with hands ships with the test libraries: the landmarks are given, the hull and
     # its growth are what is tested. (No hand in a photo is tested below with the astronaut.)
@@ -71,6 +75,7 @@ def test_hands_preset_hulls_grown(monkeypatch):
     assert not m[:, 100:].any()
 
 
+@needs_mediapipe
 @pytest.mark.parametrize("preset, what", [("face", "face"), ("hands", "hand")])
 def test_nothing_found_is_a_user_error_on_the_field(preset, what):
     sky = Image.fromarray(np.tile(np.linspace(40, 220, 256, dtype=np.uint8)[:, None, None], (1, 256, 3)))
@@ -98,6 +103,7 @@ def test_mask_preset_round_trips_through_infotext():
     assert fields["mask_preset"] == "face" and "Mask preset" not in fields["extra"]
 
 
+@needs_mediapipe
 def test_inpaint_with_the_face_preset_repaints_only_the_face(service, astronaut):
     img = astronaut.resize((128, 128), Image.LANCZOS)
     req = service.request(dict(prompt="a portrait", seed=3, steps=3, sampler_name="Euler", width=128, height=128,
@@ -114,6 +120,7 @@ def test_inpaint_with_the_face_preset_repaints_only_the_face(service, astronaut)
     assert again["mask_preset"] == "face"
 
 
+@needs_mediapipe
 def test_preset_is_united_with_a_drawn_mask(service, astronaut):
     drawn = Image.new("L", astronaut.size, 0)
     drawn.paste(255, (0, 400, 100, 512))
@@ -122,6 +129,7 @@ def test_preset_is_united_with_a_drawn_mask(service, astronaut):
     assert m[450, 50] and m[125, 225] and not m[0, 0]
 
 
+@needs_mediapipe
 def test_nothing_found_through_the_service_then_it_keeps_serving(service):
     sky = Image.fromarray(np.tile(np.linspace(40, 220, 128, dtype=np.uint8)[:, None, None], (1, 128, 3)))
     with pytest.raises(UserError, match="no face found for the mask preset 'face'") as e:
