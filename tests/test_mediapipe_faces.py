@@ -185,3 +185,12 @@ def test_app_starts_without_the_wheel_and_offers_haar(monkeypatch, service):
     assert dropdowns and dropdowns[0].value == "haar"
     assert "mediapipe" not in [c[0] if isinstance(c, tuple) else c for c in dropdowns[0].choices]
     demo.close()
+
+
+@needs_mediapipe
+def test_confidence_filters_without_new_graphs(astronaut):
+    score = MediaPipeFaceDetector().detect(astronaut)[0].score
+    assert MediaPipeFaceDetector(confidence=min(1.0, score + 0.01)).detect(astronaut) == []
+    assert len(MediaPipeFaceDetector(confidence=max(0.5, score - 0.05)).detect(astronaut)) == 1
+    graphs = [key for key in mediapipe_models._solutions if key[0] == "face_detection"]
+    assert len(graphs) == 2  # short and full range, built once whatever the confidence
