@@ -413,6 +413,28 @@ def test_bad_input_is_a_4xx_naming_the_field(http, route, body, status, field):
         assert isinstance(detail["detail"], str) and detail["detail"]
 
 
+def test_mask_preset_through_rest(http):
+    pytest.importorskip("skimage.data")
+    from skimage import data as skdata
+    from webui.models import mediapipe_models
+    ensure_alpha(http)
+    face = Image.fromarray(skdata.astronaut()).resize((128, 128))
+    r = http.post(f"{API}/img2img", json={**BASE, "init_images": [b64(face)], "mask_preset": "elbows"})
+    assert r.status_code == 422 and r.json()["field"] == "mask_preset", r.text
+    assert "face, person, background, hands" in r.json()["detail"]
+    if mediapipe_models.unavailable():
+        return
+    sky = Image.new("RGB", (64, 64), (120, 170, 230))
+    r = http.post(f"{API}/img2img", json={**BASE, "init_images": [b64(sky)], "mask_preset": "face"})
+    assert r.status_code == 422 and r.json()["field"] == "mask_preset", r.text
+    assert "no face found for the mask preset 'face'" in r.json()["detail"]
+    r = http.post(f"{API}/img2img", json={**BASE, "init_images": [b64(face)], "mask_preset": "face",
+                                          "denoising_strength": 0.8})
+    assert r.status_code == 200, r.text  # and the server kept serving
+    info = json.loads(r.json()["info"])
+    assert info["task"] == "inpaint" and "Mask preset: face" in info["infotexts"][0]
+
+
 def test_malformed_json_and_wrong_body_type(http):
     r = http.post(f"{API}/txt2img", content=b'{"prompt": "x",', headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.text

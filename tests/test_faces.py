@@ -3,6 +3,7 @@ from PIL import Image
 
 from webui.errors import UserError
 from webui.models.face_detectors import FaceBox, FaceDetector, HaarFaceDetector
+from webui.models.mediapipe_faces import MediaPipeFaceDetector
 from webui.models.faces import (
     face_crop_region,
     list_detectors,
@@ -111,7 +112,7 @@ def test_select_faces_order_limit_and_confidence():
 
 
 def test_make_detector_missing_model_says_where(tmp_path):
-    assert list_detectors(tmp_path)[0] == "haar"
+    assert list_detectors(tmp_path)[:2] == ["mediapipe", "haar"]
     assert "yunet" not in list_detectors(tmp_path)
     with pytest.raises(UserError) as e:
         make_detector("yunet", tmp_path)
@@ -119,7 +120,8 @@ def test_make_detector_missing_model_says_where(tmp_path):
     assert "face_detection_yunet" in msg and "face_detection" in msg
     with pytest.raises(UserError):
         make_detector("no-such-detector", tmp_path)
-    assert isinstance(make_detector(None, tmp_path), HaarFaceDetector)
+    assert isinstance(make_detector(None, tmp_path), MediaPipeFaceDetector)
+    assert isinstance(make_detector("haar", tmp_path), HaarFaceDetector)
 
 
 def test_yunet_with_a_bad_file_is_a_user_error(tmp_path):

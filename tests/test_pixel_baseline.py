@@ -56,7 +56,7 @@ CASES = {
                                       hr_second_pass_steps=2)),
     "face-pass": ("img2img", dict(init_image=lambda: Image.fromarray(skdata.astronaut()), width=512, height=512,
                                   denoising_strength=0.0, face_detail=True, face_detail_prompt="smiling face",
-                                  **FACE)),
+                                  face_detail_detector="haar", **FACE)),
     "lora": ("txt2img", dict(prompt="portrait of a woman <lora:face:0.8>")),
     "controlnet": ("txt2img", dict(controlnet_units=lambda: [{**UNIT, "image": edges_image()}])),
     "ip-adapter": ("txt2img", dict(ip_adapters=lambda: [{**IP, "image": face_ref()}])),

@@ -62,6 +62,8 @@ class Img2ImgBody(Txt2ImgBody):
     inpaint_full_res: bool | None = Field(None, description="true: inpaint only the masked area")
     inpaint_full_res_padding: int | None = None
     inpainting_mask_invert: int | None = Field(None, description="1: repaint what is NOT masked")
+    mask_preset: str | None = Field(None, description="face, person, background or hands: the mask is found in "
+                                    "the picture (united with `mask` when given); given -> inpainting")
     resize_mode: int | None = Field(None, description="0 just resize, 1 crop and resize, 2 resize and fill")
     include_init_images: bool | None = None
 

@@ -215,6 +215,7 @@ def infotext_params(req: GenerationRequest) -> dict:
             "Inpaint area": INPAINT_AREAS[int(req.inpaint_full_res)],
             "Masked area padding": req.inpaint_full_res_padding if req.inpaint_full_res else None,
             "Masked content": MASKED_CONTENT[req.inpainting_fill],
+            "Mask preset": req.mask_preset or None,
         })
         if req.inpainting_mask_invert:
             params["Mask mode"] = "Inpaint not masked"

@@ -121,6 +121,7 @@ _SIMPLE_FIELDS: dict[str, tuple[str, object]] = {
     "Hires CFG Scale": ("hr_cfg", _to_float),
     "Mask blur": ("mask_blur", _to_int),
     "Masked area padding": ("inpaint_full_res_padding", _to_int),
+    "Mask preset": ("mask_preset", str),
     "Lora hashes": ("lora_hashes", parse_hash_list),
     "TI hashes": ("ti_hashes", parse_hash_list),
     "Styles array": ("styles", _to_list),

@@ -61,6 +61,7 @@ _KNOWN_EXTRA_KEYS: tuple[str, ...] = (
     "Masked area padding",
     "Masked content",
     "Mask mode",
+    "Mask preset",
     "Lora hashes",
     "TI hashes",
     "Styles array",

@@ -2,9 +2,12 @@
 
 Detectors
 ---------
-* ``"haar"`` -- :class:`HaarFaceDetector`, the default: OpenCV's bundled frontal and profile
-  Haar cascades, no download needed. Good on clear, roughly frontal portraits; weaker on
-  tilted or small faces.
+* ``"mediapipe"`` -- :class:`MediaPipeFaceDetector`, the default: MediaPipe's short- and
+  full-range face detectors, trained weights inside the ``mediapipe`` wheel (no download), with
+  face-mesh outlines for the mask. Where the wheel is missing, ``"mediapipe"`` falls back to
+  ``"haar"`` and :func:`resolve_detector` says why.
+* ``"haar"`` -- :class:`HaarFaceDetector`: OpenCV's bundled frontal and profile Haar cascades,
+  no download needed. Good on clear, roughly frontal portraits; weaker on tilted or small faces.
 * ``"yunet"`` -- :class:`YuNetFaceDetector`: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), much
   stronger. Needs the ``face_detection_yunet_*.onnx`` file from the OpenCV model zoo in
   ``<models>/face_detection/``.
@@ -23,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from webui.models import model_files
+from webui.models import mediapipe_models, model_files
 from webui.errors import UserError
 # FaceBox is re-exported: the detail pass and the tests take it from here with the rest.
 from webui.models.face_detectors import (
@@ -36,12 +39,14 @@ from webui.models.face_detectors import (
     YuNetFaceDetector,
     ultralytics_available,
 )
+from webui.models.mediapipe_faces import MediaPipeFaceDetector
 from webui.imaging.masks import Region, expand_to_aspect
 from webui.request.face import ORDERS
 
 __all__ = [
     "FaceBox",
     "DEFAULT_DETECTOR",
+    "FALLBACK_DETECTOR",
     "ORDERS",
     "list_detectors",
     "make_detector",
@@ -49,7 +54,8 @@ __all__ = [
     "face_crop_region",
 ]
 
-DEFAULT_DETECTOR = "haar"
+DEFAULT_DETECTOR = "mediapipe"
+FALLBACK_DETECTOR = "haar"  # used for "mediapipe" where the mediapipe wheel is missing
 YUNET_GLOB = "face_detection_yunet_*.onnx"
 #: Orders accepted by :func:`select_faces`.
 
@@ -76,9 +82,11 @@ def _yolo_files(models_dir: str | Path) -> dict[str, Path]:
 
 
 def list_detectors(models_dir: str | Path) -> list[str]:
-    """Detector names usable now: ``"haar"``, ``"yunet"`` when its file is present, and
-    ``"yolo:<stem>"`` for each ``.pt`` in the face folder when ultralytics is installed."""
-    names = [DEFAULT_DETECTOR]
+    """Detector names usable now: ``"mediapipe"`` when its wheel is installed, ``"haar"``,
+    ``"yunet"`` when its file is present, and ``"yolo:<stem>"`` for each ``.pt`` in the face
+    folder when ultralytics is installed. The first one is the default."""
+    names = [] if mediapipe_models.unavailable() else [DEFAULT_DETECTOR]
+    names.append(FALLBACK_DETECTOR)
     if _find_yunet(models_dir) is not None:
         names.append("yunet")
     if ultralytics_available():
@@ -86,16 +94,31 @@ def list_detectors(models_dir: str | Path) -> list[str]:
     return names
 
 
+def resolve_detector(name: str | None) -> tuple[str, str | None]:
+    """The detector name that will run for ``name`` (None/"" = the default), and a note when it
+    is not the one asked for: ``"mediapipe"`` without the mediapipe wheel runs ``"haar"``."""
+    key = (name or DEFAULT_DETECTOR).strip()
+    if key.lower() == DEFAULT_DETECTOR:
+        why = mediapipe_models.unavailable()
+        if why:
+            return FALLBACK_DETECTOR, f"face detail: used the '{FALLBACK_DETECTOR}' detector because {why}"
+        return DEFAULT_DETECTOR, None
+    return key, None
+
+
 def make_detector(
     name: str | None, models_dir: str | Path, confidence: float | None = None, device: str | None = None
 ) -> FaceDetector:
-    """Build a detector by name (case-insensitive): ``"haar"`` (default, also for None/""),
-    ``"yunet"``, or ``"yolo:<file stem>"``. ``confidence`` sets the YuNet/YOLO threshold.
+    """Build a detector by name (case-insensitive): ``"mediapipe"`` (default, also for
+    None/""; ``"haar"`` where mediapipe is missing, see :func:`resolve_detector`), ``"haar"``,
+    ``"yunet"``, or ``"yolo:<file stem>"``. ``confidence`` sets the MediaPipe/YuNet/YOLO threshold.
 
     A missing model file raises :class:`UserError` saying which file to put where.
     """
-    key = (name or DEFAULT_DETECTOR).strip()
+    key, _note = resolve_detector(name)
     low = key.lower()
+    if low == DEFAULT_DETECTOR:
+        return MediaPipeFaceDetector(confidence)
     if low in ("haar", "opencv", "opencv haar", "haar (opencv)"):
         global _haar_default
         with _haar_lock:

@@ -28,6 +28,8 @@ from .ipadapter import IPAdapterRef, parse_adapters
 TASKS = ("txt2img", "img2img", "inpaint")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+# Masks found in the picture (models/mediapipe_masks.py): "" = none, only the drawn mask.
+MASK_PRESETS = ("face", "person", "background", "hands")
 MAX_SEED = 2**32 - 1
 
 
@@ -61,6 +63,7 @@ class GenerationRequest:
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: bool = False
+    mask_preset: str = ""  # one of MASK_PRESETS: its mask (united with `mask`) is what is repainted
     # hires fix (txt2img)
     enable_hr: bool = False
     hr_scale: float = 2.0
@@ -83,7 +86,7 @@ class GenerationRequest:
     face_detail_confidence: float = 0.3
     face_detail_padding: int = 32
     face_detail_blur: int = 4
-    face_detail_detector: str = "haar"
+    face_detail_detector: str = "mediapipe"  # falls back to "haar" without the mediapipe wheel
     face_detail_order: str = "largest"
     face_detail_width: int = 0     # 0 = the model's native size (512 SD1, 1024 SDXL)
     face_detail_height: int = 0
@@ -138,6 +141,18 @@ def check_upload(img, limits: Limits, field: str) -> None:
                                                limits.max_upload_pixels), field=field)
 
 
+def _mask_preset(fields: dict[str, Any], task: str) -> str:
+    preset = (as_str(fields, "mask_preset", "", 50) or "").strip().lower()
+    if preset in ("", "none"):
+        return ""
+    if preset not in MASK_PRESETS:
+        raise UserError(f"mask_preset must be one of {', '.join(MASK_PRESETS)} (or empty for none); got {preset!r}",
+                        field="mask_preset")
+    if task == "txt2img":
+        raise UserError("mask_preset needs an input image: use it with img2img or inpaint", field="mask_preset")
+    return preset
+
+
 def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img") -> GenerationRequest:
     """Parse loosely typed fields (UI widgets or A1111 JSON) into a validated request.
 
@@ -180,6 +195,9 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         extra = tuple(extra.items())
     if not isinstance(extra, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in extra):
         raise UserError("extra_params must be infotext keys and values", field="extra_params")
+    mask_preset = _mask_preset(fields, task)
+    if mask_preset and task == "img2img":  # a found mask makes it inpainting, as a drawn one does
+        task = "inpaint"
     req = GenerationRequest(
         task=task,
         prompt=as_str(fields, "prompt", "", lim.max_prompt_chars),
@@ -208,6 +226,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         inpaint_full_res=as_bool(fields, "inpaint_full_res", False),
         inpaint_full_res_padding=as_int(fields, "inpaint_full_res_padding", 32, 0, 256),
         inpainting_mask_invert=as_bool(fields, "inpainting_mask_invert", False),
+        mask_preset=mask_preset,
         enable_hr=as_bool(fields, "enable_hr", False),
         hr_scale=as_float(fields, "hr_scale", 2.0, 1.0, 4.0),
         hr_upscaler=as_str(fields, "hr_upscaler", "Latent", 300) or "Latent",
@@ -229,7 +248,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_confidence=as_float(fields, "face_detail_confidence", 0.3, 0.0, 1.0),
         face_detail_padding=as_int(fields, "face_detail_padding", 32, 0, 512),
         face_detail_blur=as_int(fields, "face_detail_blur", 4, 0, 128),
-        face_detail_detector=as_str(fields, "face_detail_detector", "haar", 200) or "haar",
+        face_detail_detector=as_str(fields, "face_detail_detector", "mediapipe", 200) or "mediapipe",
         face_detail_order=face_order(fields),
         face_detail_width=face_size(fields, "face_detail_width", lim.max_width),
         face_detail_height=face_size(fields, "face_detail_height", lim.max_height),
@@ -246,10 +265,10 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     if req.mask is not None:
         check_upload(req.mask, lim, "mask")
     if task == "inpaint":
-        if req.mask is None:
-            raise UserError("inpaint needs a mask: paint over the area to change, or upload a mask image",
-                            field="mask")
-        if req.mask.size != req.init_image.size:
+        if req.mask is None and not req.mask_preset:
+            raise UserError("inpaint needs a mask: paint over the area to change, upload a mask image, or "
+                            f"choose a mask preset ({', '.join(MASK_PRESETS)})", field="mask")
+        if req.mask is not None and req.mask.size != req.init_image.size:
             raise UserError(f"the mask is {req.mask.width}x{req.mask.height} but the image is "
                             f"{req.init_image.width}x{req.init_image.height}; they must be the same size",
                             field="mask")

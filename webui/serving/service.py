@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from ..models.catalog import Catalog, Checkpoint
 from ..models.embeddings import Embedding
+from ..models.mediapipe_masks import preset_mask
 from ..engine.manager import GenerationResult, PipelineManager
 from ..errors import UserError
 from .gpu_queue import GPUQueue, in_caller_context
@@ -152,6 +153,8 @@ class Service(ServiceJobs):
         req = replace(req, prompt=exp.prompt, negative_prompt=exp.negative_prompt,
                       extra_params=tuple(exp.infotext_params) + req.extra_params)
         check_prompt_lengths(req, self.settings.limits.max_prompt_chars)
+        if req.mask_preset:  # the mask found in the picture, united with any drawn one
+            req = replace(req, mask=preset_mask(req.init_image, req.mask_preset, req.mask))
         # The one gate before the GPU queue (UI, REST, Extras' face pass): uploads x batch x
         # count must fit the server's memory budget.
         check_request(req, self.settings.limits.max_request_bytes)

@@ -211,7 +211,8 @@ def face_detail_controls(tab: str, service, standalone: bool = False) -> dict:
         with gr.Row():
             padding = gr.Slider(0, 256, value=32, step=4, label=t("face_detail_crop_padding"), elem_id=f"{tab}_face_padding")
             blur = gr.Slider(0, 64, value=4, step=1, label=t("face_detail_mask_blur_px"), elem_id=f"{tab}_face_blur")
-            detector = gr.Dropdown(list_detectors(service.settings.models_dir), value="haar", label=t("face_detail_detector"),
+            detectors = list_detectors(service.settings.models_dir)
+            detector = gr.Dropdown(detectors, value=detectors[0], label=t("face_detail_detector"),
                                    elem_id=f"{tab}_face_detector")
             order = gr.Dropdown(list(ORDERS), value="largest", label=t("face_detail_order"), elem_id=f"{tab}_face_order")
         out = dict(face_detail_prompt=prompt, face_detail_negative_prompt=negative,

@@ -1,8 +1,10 @@
 """The face detail pass: find faces, repaint each one at the model's native resolution, and
 blend it back with a feathered mask.
 
-For each selected face (largest first by default): the face box, widened a little, becomes a
-soft elliptical mask (``masks.feathered_mask``); a crop around it (mask plus ``padding``, grown
+For each selected face (largest first by default): the face's outline from the detector's face
+mesh (MediaPipe), grown a little, becomes a soft mask (``masks.feathered_polygon``) -- or, for
+detectors without outlines, the face box, widened a little, a soft ellipse
+(``masks.feathered_mask``); a crop around it (mask plus ``padding``, grown
 to the aspect of the inpaint size) is resized to that size -- 512x512 for SD1, 1024x1024 for
 SDXL by default -- and inpainted with the face prompt at the face denoising strength; the
 result goes back through ``masks.paste_crop``, so every pixel outside the feathered masks is
@@ -20,19 +22,20 @@ ones are translated by :func:`face_fields_from_alwayson` (its detection models a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from PIL import Image
 
-from ...models.faces import FaceBox, face_crop_region, make_detector, select_faces
-from ...imaging.masks import feathered_mask, paste_crop
+from ...models.faces import DEFAULT_DETECTOR, FaceBox, face_crop_region, make_detector, resolve_detector, select_faces
+from ...imaging.masks import feathered_mask, feathered_polygon, paste_crop
 from ..denoise import run_pass
 from ..plan import PassSpec, Prompts
 from ...request.face import PROMPT_TOKEN, SEP, face_fields_from_alwayson  # noqa: F401 - re-exported
 
 # The mask ellipse is the detector's box widened by this fraction on each side: detector
-# boxes are tight (brows to mouth) and the repainted area should reach forehead and jaw.
+# boxes are tight (brows to mouth) and the repainted area should reach forehead and jaw. A
+# face-mesh outline (already forehead to chin) is scaled by 1 + this about its centre.
 MASK_GROW = 0.1
 
 
@@ -46,7 +49,7 @@ class FaceDetailOptions:
     confidence: float = 0.3
     padding: int = 32
     blur: int = 4
-    detector: str = "haar"
+    detector: str = DEFAULT_DETECTOR
     order: str = "largest"
     width: int = 0
     height: int = 0
@@ -106,13 +109,19 @@ class FacePlan:
 def plan_faces(image: Image.Image, options: FaceDetailOptions, detector, size: tuple[int, int]) -> list[FacePlan]:
     """Detect and select faces, and for each the feathered mask and the crop region."""
     faces = select_faces(detector.detect(image), options.max_faces, options.confidence, options.order)
+    outline = getattr(detector, "face_outline", None)  # detectors with a face mesh offer it
     plans = []
     for face in faces:
-        shape_box = _grow(face, image.size)
-        mask = feathered_mask(image.size, shape_box, options.blur, "ellipse")
+        points = outline(image, face) if outline is not None else None
+        if points:
+            mask = feathered_polygon(image.size, points, options.blur, grow=MASK_GROW)
+            outer = mask.getbbox() or face.region  # the feathered edge is inside the bbox already
+        else:
+            shape_box = _grow(face, image.size)
+            mask = feathered_mask(image.size, shape_box, options.blur, "ellipse")
+            r = options.blur
+            outer = (shape_box[0] - r, shape_box[1] - r, shape_box[2] + r, shape_box[3] + r)
         # The crop holds the whole feathered mask plus padding, so no edge of it is cut hard.
-        r = options.blur
-        outer = (shape_box[0] - r, shape_box[1] - r, shape_box[2] + r, shape_box[3] + r)
         plans.append(FacePlan(face, mask, face_crop_region(outer, image.size, options.padding, size[0] / size[1])))
     return plans
 
@@ -163,6 +172,10 @@ def engine_pass(ctx, image: Image.Image, seed: int) -> tuple[Image.Image, dict]:
     maps of the face's crop, the reference images). Returns the image and its infotext keys."""
     req, model, job = ctx.request, ctx.model, ctx.job
     options = FaceDetailOptions.from_request(req)
+    name, fallback = resolve_detector(options.detector)
+    options = replace(options, detector=name)
+    if fallback:
+        ctx.note(fallback)
     size = (options.width or native_size(model)[0], options.height or native_size(model)[1])
     detector = make_detector(options.detector, ctx.engine.settings.models_dir, confidence=options.confidence)
     steps = options.steps or req.steps
