@@ -104,3 +104,37 @@ def test_send_from_txt2img_to_inpaint_and_img2img(page, shot):
     expect(page.locator("#img2img_image img")).to_be_visible(timeout=WAIT)
     assert text_value(page, "img2img_prompt") == "head shot of a violinist"
     shot("sent-to-img2img", page)
+
+
+def test_one_click_face_mask_then_inpaint(page, shot, tmp_path):
+    """The "Face" button finds the face in the picture and puts its mask on the canvas as a brush
+    layer; Generate then repaints the face and leaves the rest of the picture exact."""
+    from skimage import data as skdata
+
+    photo = Image.fromarray(skdata.astronaut()).resize((256, 256), Image.LANCZOS)
+    photo.save(tmp_path / "astronaut.png")
+    open_tab(page, "Inpaint")
+    upload_to_editor(page, "inpaint_editor", tmp_path / "astronaut.png")
+    expect(page.locator("#inpaint_width input[type=number]")).to_have_value("256", timeout=WAIT)
+    page.locator("#inpaint_mask_face").click()
+    expect(page.locator("#inpaint_auto_mask_note")).to_contain_text(re.compile(r"face: \d+\.\d% of the picture"),
+                                                                   timeout=WAIT)
+    shot("face-mask", page)
+
+    fill_text(page, "inpaint_prompt", "portrait, smiling")
+    set_slider(page, "inpaint_steps", 2)
+    set_slider(page, "inpaint_width", 64)
+    set_slider(page, "inpaint_height", 64)
+    set_slider(page, "inpaint_denoising", 1)
+    set_number(page, "inpaint_seed", 7)
+    page.locator("#inpaint_generate").click()
+    thumb = page.locator("#inpaint_gallery img").first
+    expect(thumb).to_be_visible(timeout=WAIT)
+    expect(page.locator("#inpaint_infotext textarea")).to_have_value(re.compile(r"Mask blur"), timeout=WAIT)
+    shot("face-inpainted", page)
+
+    out = np.asarray(fetch(page, thumb.get_attribute("src")), dtype=np.int16)
+    diff = np.abs(out - np.asarray(photo, dtype=np.int16)).max(axis=2)
+    assert diff[52:68, 105:121].mean() > 10, "the face was not repainted"  # the astronaut's face centre
+    for y, x in ((10, 10), (245, 245), (10, 245), (245, 10)):  # corners: outside the face mask, exact
+        assert diff[y - 8:y + 8, x - 8:x + 8].max() == 0

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from ..models.catalog import Catalog, Checkpoint
 from ..models.embeddings import Embedding
-from ..models.mediapipe_masks import preset_mask
+from ..models.mediapipe_masks import auto_mask, preset_mask
 from ..engine.manager import GenerationResult, PipelineManager
 from ..errors import UserError
 from .gpu_queue import GPUQueue, in_caller_context
@@ -170,6 +170,11 @@ class Service(ServiceJobs):
         """English for a prompt (unchanged when it has no CJK), and warnings: the UI's preview."""
         result = translate_prompt(text or "", self.translator)
         return result.english, result.warnings
+
+    def find_mask(self, image, preset: str):
+        """The inpaint mask `preset` ("face", "person", "background", "hands") finds in `image`
+        ('L', white = repaint); finding nothing is a UserError naming what is missing."""
+        return auto_mask(image, preset)
 
     def pose_from_photo(self, photo, name: str = "") -> tuple[dict, Any]:
         """The pose of the person in `photo` as a pose-library entry, and its skeleton to preview.

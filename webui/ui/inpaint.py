@@ -5,11 +5,12 @@ takes the picture and the mask as two images, with A1111's parameter names."""
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from ..engine import tasks
 from ..errors import UserError
 from ..imaging.images import combine_masks, editor_mask, load_mask, load_upload, to_rgb
-from ..request import MASKED_CONTENT
+from ..request import MASK_PRESETS, MASKED_CONTENT
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, unit_fields
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
@@ -19,7 +20,32 @@ from .img2img import denoising_slider, fit_size, resize_mode_radio
 
 # A translucent brush so the face stays visible under the stroke; any painted pixel is masked.
 BRUSH = gr.Brush(default_size=40, colors=[("#ff3db8", 0.6)], color_mode="fixed")
+BRUSH_RGBA = (0xFF, 0x3D, 0xB8, 153)  # the brush's colour at its opacity: a one-click mask looks painted
 OUTPAINT_SIDES = ("left", "right", "top", "bottom")
+
+
+def mask_layer(service, value, preset: str) -> tuple[dict, str]:
+    """The editor with the mask `preset` finds in its picture added as a brush layer: painted
+    in the brush's colour, so the brush and the eraser edit it like any stroke. Also a line
+    saying what was found."""
+    value = value or {}
+    background = value.get("background")
+    if background is None:
+        raise gr.Error("Upload or paste a picture into the editor first")
+    try:
+        mask = service.find_mask(to_rgb(background), preset)
+    except UserError as e:
+        raise gr.Error(str(e)) from None
+    layer = Image.new("RGBA", mask.size, BRUSH_RGBA)
+    layer.putalpha(mask.point(lambda v: BRUSH_RGBA[3] if v >= 128 else 0))
+    base = background.convert("RGBA") if isinstance(background, Image.Image) else to_rgb(background).convert("RGBA")
+    layers = [x for x in (value.get("layers") or []) if x is not None] + [layer]
+    composite = base
+    for x in layers:
+        composite = Image.alpha_composite(composite, x.convert("RGBA").resize(composite.size))
+    share = 100 * sum(mask.point(lambda v: 1 if v >= 128 else 0).getdata()) / (mask.width * mask.height)
+    note = f"{preset}: {share:.1f}% of the picture masked"
+    return {"background": background, "layers": layers, "composite": composite}, note
 
 
 def build(service, shared) -> Controls:
@@ -32,6 +58,11 @@ def build(service, shared) -> Controls:
                 sources=["upload", "clipboard"], brush=BRUSH, eraser=gr.Eraser(default_size=40), layers=False,
                 transforms=(), canvas_size=(768, 768), height=600, elem_id="inpaint_editor",
                 buttons=["fullscreen"])
+            gr.Markdown(t("auto_mask"), elem_id="inpaint_auto_mask")
+            with gr.Row(equal_height=True):
+                auto_buttons = {preset: gr.Button(t(f"auto_mask_{preset}"), size="sm", min_width=60,
+                                                  elem_id=f"inpaint_mask_{preset}") for preset in MASK_PRESETS}
+            auto_note = gr.Markdown(elem_id="inpaint_auto_mask_note")
             with gr.Accordion(t("inpaint_mask_upload"), open=False):
                 mask_upload = image_upload(t("mask"), height=240, elem_id="inpaint_mask_upload")
             denoising = denoising_slider("inpaint")
@@ -130,6 +161,8 @@ def build(service, shared) -> Controls:
         return fit_size(*bg.size, limits) if bg is not None else (gr.update(), gr.update())
 
     editor.upload(size_from_image, editor, [c.width, c.height], **PRIVATE)
+    for preset, button in auto_buttons.items():
+        button.click(lambda value, p=preset: mask_layer(service, value, p), editor, [editor, auto_note], **PRIVATE)
     wire_send_to([*shared.controls.values(), c], "inpaint", c, shared.tabs,
                  lambda path: {"background": path, "layers": [], "composite": path}, service.settings.models_dir)
     return c
