@@ -42,7 +42,9 @@ def service(tiny_models, tmp_path_factory):
     torch.save(rrdbnet_state_dict(), root / "ESRGAN" / "4x-Tiny.pth")
     (root / "ControlNet").mkdir()
     (root / "ControlNet" / "control_v11p_sd15_canny.safetensors").write_bytes(b"x")
-    svc = Service.create(Settings(models_dir=root, outputs_dir=tmp_path_factory.mktemp("tools-out"), device="cpu"))
+    # beta is selected at start, not alpha (the first): unload/reload must bring back the selected one
+    svc = Service.create(Settings(models_dir=root, outputs_dir=tmp_path_factory.mktemp("tools-out"), device="cpu",
+                                  model=str(root / "Stable-diffusion" / "beta.safetensors")))
     yield svc
     svc.close()
 
@@ -173,8 +175,7 @@ def api_b64(img) -> str:
 # ---- checkpoint unload / reload ----------------------------------------------------------------
 
 def test_unload_frees_the_model_and_the_next_request_loads_it_again(server, service):
-    # beta, not the first checkpoint: what comes back is the selected one
-    assert httpx.post(f"{server}{API}/options", json={"sd_model_checkpoint": "beta"}, timeout=60).status_code == 200
+    assert service.active_title().startswith("beta")
     assert httpx.post(f"{server}{API}/unload-checkpoint", timeout=60).status_code == 200
     assert service.active_title() is None
     r = httpx.post(f"{server}{API}/txt2img", json=dict(prompt="a", steps=1, width=64, height=64), timeout=120)
