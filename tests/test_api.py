@@ -123,7 +123,8 @@ def test_openapi_page_lists_the_rest_routes(http):
                   "refresh-checkpoints", "memory"):
         assert f"{API}/{route}" in paths, route
     assert paths[f"{API}/txt2img"]["post"]["summary"]
-    assert all(p.startswith(API) for p in paths)  # Gradio's internal routes stay out
+    # Gradio's internal routes stay out; the ControlNet and ADetailer extensions' routes are in
+    assert all(p.startswith((API, "/controlnet/", "/adetailer/v1/")) for p in paths)
     assert "swagger" in http.get("/docs").text.lower()
 
 

@@ -201,6 +201,12 @@ def test_rate_limit_covers_every_gpu_route_and_ignores_forged_forwarded_for(open
             httpx.post(f"{open_server}{API}/img2img", timeout=60, headers={"X-Real-IP": "8.8.8.8"},
                        json={**BASE, "init_images": [_png_b64()]}),
             httpx.post(f"{open_server}{API}/options", json={"sd_model_checkpoint": "alpha"}, timeout=60),
+            httpx.post(f"{open_server}{API}/extra-single-image", timeout=60,
+                       json={"image": _png_b64(), "upscaler_1": "Lanczos"}),
+            httpx.post(f"{open_server}{API}/interrogate", json={"image": _png_b64()}, timeout=60),
+            httpx.post(f"{open_server}{API}/unload-checkpoint", timeout=60),
+            httpx.post(f"{open_server}/controlnet/detect", timeout=60,
+                       json={"controlnet_module": "canny", "controlnet_input_images": [_png_b64()]}),
         ]
         for r in refused:
             assert r.status_code == 429, r.text
@@ -239,6 +245,28 @@ def test_docs_and_schema_need_credentials_under_auth(auth_server, open_server):
         assert httpx.get(f"{auth_server}{path}", auth=ALICE).status_code == 200
         assert httpx.get(f"{open_server}{path}").status_code == 200
     assert f"{API}/txt2img" in httpx.get(f"{auth_server}/openapi.json", auth=ALICE).json()["paths"]
+
+
+EXTRA_ROUTES = [("POST", f"{API}/extra-single-image"), ("POST", f"{API}/extra-batch-images"),
+                ("GET", f"{API}/realesrgan-models"), ("POST", f"{API}/interrogate"),
+                ("POST", f"{API}/unload-checkpoint"), ("POST", f"{API}/reload-checkpoint"),
+                ("GET", "/controlnet/version"), ("GET", "/controlnet/model_list"), ("GET", "/controlnet/module_list"),
+                ("GET", "/controlnet/control_types"), ("GET", "/controlnet/settings"),
+                ("POST", "/controlnet/detect"), ("POST", "/controlnet/render_openpose_json"),
+                ("GET", "/adetailer/v1/version"), ("GET", "/adetailer/v1/schema"), ("GET", "/adetailer/v1/ad_model")]
+
+
+def test_the_extras_and_extension_routes_need_credentials_and_check_bodies(auth_server):
+    for method, path in EXTRA_ROUTES:
+        assert httpx.request(method, f"{auth_server}{path}", timeout=60).status_code == 401, path
+    # The JSON body check (edge.py) covers them: a NaN is a 422 naming the field, not a 500.
+    for path, body in [(f"{API}/extra-single-image", '{"image": "x", "upscaling_resize": NaN}'),
+                       ("/controlnet/detect", '{"controlnet_threshold_a": NaN}')]:
+        r = httpx.post(f"{auth_server}{path}", content=body, auth=ALICE, timeout=60,
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["field"] in ("upscaling_resize", "controlnet_threshold_a"), r.text
+    paths = httpx.get(f"{auth_server}/openapi.json", auth=ALICE).json()["paths"]
+    assert {p for _, p in EXTRA_ROUTES} <= set(paths)
 
 
 # ---- 10. a client that hangs up stops its job ----------------------------------------------------

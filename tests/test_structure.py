@@ -261,7 +261,7 @@ def test_modules_stay_small():
 # ---- Service is the front door -----------------------------------------------------------------
 
 # Service's own modules; everything else in webui calls Service's methods.
-SERVICE_MODULES = {"webui/serving/service.py", "webui/serving/service_jobs.py"}
+SERVICE_MODULES = {"webui/serving/service.py", "webui/serving/service_jobs.py", "webui/serving/service_tools.py"}
 SERVICE_NAMES = {"service", "svc"}
 SERVICE_INSIDES = {"manager", "catalog", "queue", "jobs"}
 

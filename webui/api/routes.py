@@ -15,7 +15,9 @@ Jobs are scoped (A1111 lets anyone interrupt anyone; we do not):
 
 This module holds generation, jobs (progress, interrupt, skip) and png-info, and mounts the
 API; the bodies are in `bodies.py`, the model and settings routes in `model_routes.py`, the
-routes describing the server in `info_routes.py`, the pose library's in `pose_routes.py`.
+routes describing the server in `info_routes.py`, the pose library's in `pose_routes.py`, extras,
+interrogate and checkpoint unload/reload in `extras_routes.py`, the ControlNet and ADetailer
+extensions' routes in `controlnet_routes.py` / `adetailer_routes.py`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from .. import __version__
 from .access import StatusError, caller_dependency, until_disconnect, user_errors
 from .bodies import ImageResponse, Img2ImgBody, JobRef, PngInfoBody, PngInfoResponse, ProgressResponse, Txt2ImgBody
 from .edge import CheckedRoute
+from .extras_routes import add_extras_routes
+from .controlnet_routes import add_controlnet_routes
+from .adetailer_routes import add_adetailer_routes
 from .info_routes import add_info_routes
 from .model_routes import add_model_routes
 from .pose_routes import add_pose_routes
@@ -257,8 +262,14 @@ def build_router(service) -> APIRouter:
 
     add_info_routes(router, settings)
     add_pose_routes(router, service)
+    add_extras_routes(router, service, caller)
 
-    return router
+    # The ControlNet and ADetailer extensions' routes sit outside /sdapi/v1, behind the same checks.
+    top = APIRouter(dependencies=[Depends(caller)], route_class=CheckedRoute)
+    top.include_router(router)
+    add_controlnet_routes(top, service, caller)
+    add_adetailer_routes(top)
+    return top
 
 
 # ---- mounting on Gradio's own app ----

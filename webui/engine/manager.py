@@ -91,6 +91,7 @@ class PipelineManager:
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU: last = most recent
         self.prompts = PromptCache()  # prompt embeddings of the last few prompts
         self._active: str | None = None
+        self._unloaded: str | None = None  # the active checkpoint unload_models freed, loaded again on use
         # One lock = one path to the GPU. Requests queue here (the UI queue also limits to one).
         self._gpu = threading.RLock()
         # Fault injection (tests, drills): raised by a UNet call of the next request; see
@@ -126,7 +127,7 @@ class PipelineManager:
         ckpt = self.catalog.find(name)
         with self._gpu:
             model = self._checkout(ckpt)
-            self._active = ckpt.name
+            self._active, self._unloaded = ckpt.name, None
             return model
 
     def _checkout(self, ckpt: Checkpoint) -> LoadedModel:
@@ -217,9 +218,24 @@ class PipelineManager:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
+    def unload_models(self) -> str | None:
+        """Free every loaded checkpoint but keep the selection: the next request (or reload_model)
+        loads the one that was active again. Returns its name."""
+        with self._gpu:
+            name = self._active or self._unloaded
+            self.unload_all()
+            self._unloaded = name
+            return name
+
+    def reload_model(self) -> LoadedModel:
+        """Load the selected checkpoint (the one unload_models freed, else the active one)."""
+        return self.ensure_model(None)
+
     def ensure_model(self, name: str | None) -> LoadedModel:
         if name:
             return self.select(name)
+        if self.active is None and self._unloaded is not None:
+            return self.select(self._unloaded)
         if self.active is None:
             items = self.catalog.list()
             if not items:

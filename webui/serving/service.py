@@ -31,6 +31,7 @@ from ..prompts.prompting import expand_prompts
 from .ratelimit import RateLimiter
 from ..request import GenerationRequest, build_request, check_prompt_lengths
 from .service_jobs import ServiceJobs
+from .service_tools import ServiceTools
 from ..settings import Settings
 from .spaces import gpu
 from ..prompts.style_files import load_style_library
@@ -51,7 +52,7 @@ DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloure
 
 
 @dataclass
-class Service(ServiceJobs):
+class Service(ServiceJobs, ServiceTools):
     settings: Settings
     catalog: Catalog
     manager: PipelineManager
