@@ -8,7 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..errors import UserError
-from ..i18n import t
+from ..i18n import t, text
 from ..options import GROUPS, OPTIONS, Option
 from .common import PRIVATE
 
@@ -49,7 +49,7 @@ def build(service, shared) -> dict:
             raise gr.Error(str(e)) from None
         for w in warnings:
             gr.Warning(w)
-        gr.Info(t("settings_saved"))
+        gr.Info(text("settings_saved"))
         current = service.option_values()
         return [current[k] for k in keys]
 
