@@ -88,6 +88,9 @@ def test_round_trip_and_persist_across_restart(http, service):
     got = http.get(f"{API}/options").json()
     assert {k: got[k] for k in body} == body
     assert service.manager.settings.preview_every == 2  # live previews follow at once
+    req = service.request({"prompt": "x"})  # the defaults of what a request leaves out
+    assert (req.clip_skip, req.sd_vae) == (2, "soft")
+    assert service.request({"prompt": "x", "clip_skip": 3, "sd_vae": "Automatic"}).clip_skip == 3
     again = Service.create(service.settings, load_model=False)  # a restart over the same folders
     assert {k: again.option_values()[k] for k in body} == body
     # posting back everything GET returned changes nothing and warns of nothing
