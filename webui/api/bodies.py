@@ -32,7 +32,10 @@ class Txt2ImgBody(BaseModel):
     tiling: bool | None = None
     denoising_strength: float | None = None
     override_settings: dict[str, Any] | None = Field(
-        None, description="sd_model_checkpoint, sd_vae and CLIP_stop_at_last_layers are honoured")
+        None, description="options (as /sdapi/v1/options) for this request only: the checkpoint, VAE, "
+                          "clip skip, saving format and folders; ignored keys are listed in info's warnings")
+    override_settings_restore_afterwards: bool = Field(
+        True, description="false: the override_settings stay set after this request (and are saved)")
     enable_hr: bool | None = None
     hr_scale: float | None = None
     hr_upscaler: str | None = None

@@ -25,26 +25,20 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
     """Add the model and settings routes to `router` (`caller`: the Caller dependency)."""
     settings = service.settings
 
-    @router.get("/options", summary="Current settings (the active checkpoint, ...)")
+    @router.get("/options", summary="Current settings: every A1111 option that means something here")
     def get_options() -> dict:
-        return {
-            "sd_model_checkpoint": service.active_title(),
-            "sd_checkpoint_hash": service.active_hash(),
-            "sd_vae": "Automatic",
-            "CLIP_stop_at_last_layers": 1,
-            "samples_save": True,
-            "samples_format": "png",
-            "outdir_samples": "",
-            "outdir_txt2img_samples": str(settings.outputs_dir / "txt2img-images"),
-            "outdir_img2img_samples": str(settings.outputs_dir / "img2img-images"),
-            "sd_checkpoint_cache": settings.cpu_cache,
-        }
+        return service.option_values()
 
-    @router.post("/options", summary="Change settings; `sd_model_checkpoint` (title, name or hash) switches the "
-                                     "model. Other keys are accepted and ignored.")
+    @router.post("/options", summary="Change settings (kept in options.json beside the outputs); "
+                                     "`sd_model_checkpoint` (title, name or hash) switches the model. Keys "
+                                     "with no meaning here are accepted and listed in `warnings`; a wrong "
+                                     "type is a 422 naming the key; output folders must stay inside the "
+                                     "outputs folder.")
     @user_errors
-    def set_options(body: dict[str, Any] = Body(..., examples=[{"sd_model_checkpoint": "model.safetensors"}]),
+    def set_options(body: dict[str, Any] = Body(..., examples=[{"sd_model_checkpoint": "model.safetensors",
+                                                                  "samples_format": "webp"}]),
                     who: Caller = Depends(caller)):
+        service.check_options(body)  # every value checked before anything changes
         if "sd_model_checkpoint" in body:
             name = body["sd_model_checkpoint"]
             if not isinstance(name, str) or not name.strip():
@@ -52,10 +46,10 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
                                 field="sd_model_checkpoint")
             check_checkpoint(name)
             service.select_model(name, who)
-        ignored = sorted(k for k in body if k != "sd_model_checkpoint")
-        if ignored:
-            log.info("options not supported (ignored): %s", ", ".join(ignored))
-        return None
+        warnings = service.set_options(body)
+        if warnings:
+            log.info("options ignored: %s", "; ".join(warnings))
+        return {"warnings": warnings}
 
     @router.get("/sd-models", response_model=list[SDModel], summary="Checkpoints in the models folder")
     def sd_models():

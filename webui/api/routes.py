@@ -179,8 +179,13 @@ def build_router(service) -> APIRouter:
         task_id = body.force_task_id
         if task_id is not None and not _TASK_ID.match(task_id):
             raise UserError("force_task_id may hold letters, digits and _().:- (at most 100)", field="force_task_id")
+        over = body.override_settings or {}
+        if over and body.override_settings_restore_afterwards is False:  # A1111: they stay set
+            check_checkpoint(over.get("sd_model_checkpoint"))
+            service.set_options(over)
         job = service.new_job(who, task_id)
-        result = await until_disconnect(request, job, lambda: service.generate(req, owner=who, job=job))
+        result = await until_disconnect(request, job, lambda: service.generate(
+            req, owner=who, job=job, override_settings=over))
         images = [_b64_png(img, info) for img, info in zip(result.images, result.infotexts)] if body.send_images else []
         return {"images": images, "parameters": _echo(body, req), "info": _info(result, req)}
 

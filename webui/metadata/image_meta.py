@@ -135,8 +135,10 @@ def image_bytes_with_infotext(
     *,
     quality: int | None = None,
     compress_level: int = PNG_COMPRESS_LEVEL,
+    lossless: bool = False,
 ) -> bytes:
-    """Encode as PNG, JPEG or WebP with the infotext where A1111 puts it for that format."""
+    """Encode as PNG, JPEG or WebP (`lossless`: lossless WebP) with the infotext where A1111
+    puts it for that format."""
     fmt = fmt.upper().lstrip(".")
     if fmt == "JPG":
         fmt = "JPEG"
@@ -155,6 +157,8 @@ def image_bytes_with_infotext(
         if image.mode not in ("RGB", "RGBA"):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         kwargs["quality"] = quality or WEBP_QUALITY
+        if lossless:
+            kwargs["lossless"] = True
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **kwargs)
     return buffer.getvalue()

@@ -28,7 +28,8 @@ from ..atomic_files import write_new
 from ..models.model_files import resolve_inside
 from ..engine.manager import GenerationResult
 from ..errors import UserError
-from ..metadata.image_meta import png_bytes_with_infotext
+from ..metadata.image_meta import image_bytes_with_infotext, png_bytes_with_infotext
+from ..options import folder_inside
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +109,54 @@ def _remember(folder: Path, key: tuple[str, int, int], n: int) -> None:
         _counters.popitem(last=False)
 
 
-def task_folder(outputs_dir: Path, task: str) -> Path:
+def task_folder(outputs_dir: Path, task: str, options: dict | None = None) -> Path:
+    """The day folder of a task's results: outdir_samples when set, else the task's
+    outdir_<kind>_samples (both inside the outputs folder: options.folder_inside)."""
     # A1111 keeps inpaint results with img2img.
     kind = "txt2img" if task == "txt2img" else "img2img"
-    return Path(outputs_dir) / f"{kind}-images" / _dt.date.today().isoformat()
+    folder = Path(outputs_dir) / f"{kind}-images"
+    options = options or {}
+    key = "outdir_samples" if options.get("outdir_samples") else f"outdir_{kind}_samples"
+    if options.get(key):
+        try:
+            folder = folder_inside(outputs_dir, options[key], key) or folder
+        except UserError as e:  # a link changed since the option was set
+            log.warning("%s; saving into %s", e, folder)
+    return folder / _dt.date.today().isoformat()
 
 
-def save_result(result: GenerationResult, outputs_dir: Path, write=create_png) -> GenerationResult:
+def image_writer(options: dict | None) -> tuple[str, Callable]:
+    """The file extension and write(image, path, infotext) for the samples_format option
+    (jpeg_quality for JPEG and lossy WebP, webp_lossless)."""
+    options = options or {}
+    fmt = str(options.get("samples_format") or "png").lower()
+    if fmt == "png":
+        return "png", create_png
+    quality, lossless = options.get("jpeg_quality"), bool(options.get("webp_lossless")) and fmt == "webp"
+
+    def write(image, path, infotext):
+        return write_new(path, image_bytes_with_infotext(image, infotext, fmt, quality=quality, lossless=lossless))
+    return fmt, write
+
+
+def save_result(result: GenerationResult, outputs_dir: Path, write=create_png, options: dict | None = None
+                ) -> GenerationResult:
     """Write every image of `result`; fills result.paths (in image order: a failed save leaves
     the later images with no path). On error -- unwritable folder, full disk -- adds a warning
     and keeps every image in memory. `write(image, path, infotext)` creates one new file (see
-    save_numbered)."""
-    folder = task_folder(outputs_dir, result.request.task)
+    save_numbered; create_png is replaced by the writer of the samples_format in `options`, the
+    A1111 options in force: format, quality, folders, save_txt)."""
+    options = options or {}
+    folder = task_folder(outputs_dir, result.request.task, options)
+    ext, chosen = image_writer(options)
+    write = chosen if write is create_png else write
     try:
         with save_lock:
             for img, seed, info in zip(result.images, result.seeds, result.infotexts):
-                path = save_numbered(folder, lambda n, seed=seed: f"{n:05d}-{seed}.png", img, info, write)
+                path = save_numbered(folder, lambda n, seed=seed: f"{n:05d}-{seed}.{ext}", img, info, write)
                 result.paths.append(path)
+                if options.get("save_txt") and info:
+                    write_new(path.with_suffix(".txt"), info.encode("utf-8"))
     except OSError as e:
         log.warning("could not save images to %s: %s", folder, e)
         why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))

@@ -32,6 +32,7 @@ from .ratelimit import RateLimiter
 from ..request import GenerationRequest, build_request, check_prompt_lengths
 from .service_jobs import ServiceJobs
 from .service_tools import ServiceTools
+from .service_options import ServiceOptions
 from ..settings import Settings
 from .spaces import gpu
 from ..prompts.style_files import load_style_library
@@ -52,7 +53,7 @@ DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloure
 
 
 @dataclass
-class Service(ServiceJobs, ServiceTools):
+class Service(ServiceJobs, ServiceTools, ServiceOptions):
     settings: Settings
     catalog: Catalog
     manager: PipelineManager
@@ -134,7 +135,7 @@ class Service(ServiceJobs, ServiceTools):
         prompt that English was made for; a stale one is ignored). Returns the request and notes
         for the artist (translation problems).
         """
-        fields = dict(fields)
+        fields = self.request_options(fields)  # CLIP_stop_at_last_layers, sd_vae (override_settings)
         check_fields({k: fields[k] for k in _OWN_FIELDS if k in fields})  # build_request checks the rest
         preset = self.preset(fields.pop("preset", None))
         override = fields.pop("translated_prompt", None)
@@ -204,8 +205,11 @@ class Service(ServiceJobs, ServiceTools):
             return "sd1"
 
     def generate(self, req: GenerationRequest, owner: Caller | str | None = None,
-                 listener: Callable[[Job], None] | None = None, job: Job | None = None) -> GenerationResult:
-        """Run a validated request and save its images (a failed save only adds a warning)."""
+                 listener: Callable[[Job], None] | None = None, job: Job | None = None,
+                 override_settings: dict[str, Any] | None = None) -> GenerationResult:
+        """Run a validated request and save its images (a failed save only adds a warning) as
+        the options say (`override_settings`: the request's own, on top)."""
+        saving, ignored = self.saving_options(override_settings)
         job = job or self.jobs.new(owner)
         job.listener = in_caller_context(listener)
         # Every generation goes through the one GPU queue: fair between owners, and batched
@@ -216,8 +220,9 @@ class Service(ServiceJobs, ServiceTools):
             result = self.queue.run(req, job)
         if self.safety is not None:
             self.safety.apply(result)  # before saving: a hidden image never reaches the disk
-        if req.save_images:
-            save_result(result, self.settings.outputs_dir)
+        result.warnings.extend(ignored)
+        if req.save_images and saving["samples_save"]:
+            save_result(result, self.settings.outputs_dir, options=saving)
         self.jobs.record(job.owner, result)
         return result
 

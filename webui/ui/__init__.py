@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..i18n import I18N, t
 from ..serving.identity import SessionGuard
 from ..serving.service import DEMO_NOTICE
-from . import extras, history, img2img, inpaint, pnginfo, txt2img
+from . import extras, history, img2img, inpaint, pnginfo, settings_tab, txt2img
 from .common import GPU, PRIVATE, caller_of
 
 CSS = """
@@ -80,6 +80,7 @@ TABS = [
     ("extras", t("tab_extras"), extras),
     ("pnginfo", t("tab_png_info"), pnginfo),
     ("history", t("tab_history"), history),  # after the generation tabs: its "send to" buttons fill them
+    ("settings", t("tab_settings"), settings_tab),
 ]
 
 
