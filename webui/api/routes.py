@@ -110,7 +110,7 @@ def _info(result, req) -> str:
         "seed": result.seeds[0] if result.seeds else r.seed,
         "all_seeds": list(result.seeds),
         "subseed": r.subseed,
-        "all_subseeds": [(r.subseed + i) % 2**32 for i in range(n)],
+        "all_subseeds": [(r.subseed + i) % (2**32 if r.subseed < 2**32 else 2**64) for i in range(n)],
         "subseed_strength": r.subseed_strength,
         "width": r.width,
         "height": r.height,
