@@ -96,8 +96,7 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
 
     @router.get("/prompt-styles", summary="Prompt styles (built in and styles.csv)")
     def prompt_styles() -> list[dict]:
-        from ..prompts.style_files import load_style_library
-        return load_style_library([settings.models_dir.parent, settings.models_dir]).to_api()
+        return service.prompt_styles()  # the same library the UI and txt2img `styles` use
 
     @router.get("/upscalers", summary="Upscalers for hires fix and extras")
     def upscalers() -> list[dict]:
