@@ -65,3 +65,16 @@ def test_png_info_fills_a1111_defaults():
     kept = png_info(_png("a cat\nSteps: 20, Sampler: Euler, Schedule type: Uniform, Clip skip: 2, Seed: 1"))
     assert kept["parameters"]["Clip skip"] == "2" and kept["parameters"]["Schedule type"] == "Uniform"
     assert png_info(_png(""))["parameters"] == {}  # no infotext: nothing to fill in
+
+
+def test_legacy_names_keep_their_schedule_in_requests():
+    from webui.request import build_request
+    from webui.settings import Limits
+
+    req = build_request({"prompt": "x", "sampler_name": "k_dpmpp_2m_ka", "scheduler": "Automatic",
+                         "enable_hr": True, "hr_sampler_name": "DPM++ 2M SDE Exponential"}, Limits())
+    assert (req.sampler_name, req.scheduler) == ("DPM++ 2M", "Karras")
+    assert (req.hr_sampler_name, req.hr_scheduler) == ("DPM++ 2M SDE", "Exponential")
+    plain = build_request({"prompt": "x", "sampler_name": "Euler", "scheduler": "normal",
+                           "hr_scheduler": "kl_optimal"}, Limits())
+    assert (plain.scheduler, plain.hr_scheduler) == ("Normal", "KL Optimal")

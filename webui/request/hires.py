@@ -68,6 +68,11 @@ def hr_sampler(fields: dict) -> str:
 
 def hr_scheduler(fields: dict) -> str:
     name = as_str(fields, "hr_scheduler", SAME_SCHEDULER, 100) or SAME_SCHEDULER
+    sampler = as_str(fields, "hr_sampler_name", SAME_SAMPLER, 100) or SAME_SAMPLER
+    if sampler.lower() != SAME_SAMPLER.lower():
+        suffix = resolve_sampler(sampler)[1]  # "DPM++ 2M Karras": the suffix wins, as for the first pass
+        if suffix != "Automatic":
+            return suffix
     if name.lower() == SAME_SCHEDULER.lower():
         return SAME_SCHEDULER
     label = normalize_schedule_type(name)
