@@ -78,3 +78,27 @@ def test_legacy_names_keep_their_schedule_in_requests():
     plain = build_request({"prompt": "x", "sampler_name": "Euler", "scheduler": "normal",
                            "hr_scheduler": "kl_optimal"}, Limits())
     assert (plain.scheduler, plain.hr_scheduler) == ("Normal", "KL Optimal")
+
+
+def test_a_comfyui_picture_with_scheduler_normal_and_a_64_bit_seed_can_be_remade():
+    from PIL.PngImagePlugin import PngInfo
+
+    from webui.request import build_request
+    from webui.settings import Limits
+
+    graph = {
+        "1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a knight"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry"}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "4": {"class_type": "KSampler", "inputs": {"seed": 2**64 - 1, "steps": 9, "cfg": 5.0, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1.0, "positive": ["1", 0],
+                                                   "negative": ["2", 0], "latent_image": ["3", 0]}},
+    }
+    meta = PngInfo()
+    meta.add_text("prompt", json.dumps(graph))
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG", pnginfo=meta)
+    fields = png_info(io.BytesIO(buf.getvalue()))["fields"]
+    assert (fields["sampler_name"], fields["scheduler"], fields["seed"]) == ("Euler", "Normal", 2**64 - 1)
+    req = build_request(fields, Limits())
+    assert (req.sampler_name, req.scheduler, req.seed, req.steps) == ("Euler", "Normal", 2**64 - 1, 9)
