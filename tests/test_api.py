@@ -90,7 +90,7 @@ def test_listing_routes_have_a1111_shapes(http):
     assert models[0]["title"].startswith("alpha.safetensors")
 
     samplers = http.get(f"{API}/samplers").json()
-    assert {"name": "Euler a", "aliases": [], "options": {}} in samplers
+    assert {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral"], "options": {"uses_ensd": "True"}} in samplers
     schedulers = http.get(f"{API}/schedulers").json()
     assert {"name": "karras", "label": "Karras"}.items() <= next(s for s in schedulers if s["label"] == "Karras").items()
 
@@ -103,6 +103,7 @@ def test_listing_routes_have_a1111_shapes(http):
     ups = http.get(f"{API}/upscalers").json()
     assert [u["name"] for u in ups][:3] == ["None", "Lanczos", "Nearest"]
     assert set(ups[0]) == {"name", "model_name", "model_path", "model_url", "scale"}
+    assert all(isinstance(u["scale"], (int, float)) for u in ups)  # A1111 says 4 for None/Lanczos/Nearest too
     assert {"name": "Latent"} in http.get(f"{API}/latent-upscale-modes").json()
     mem = http.get(f"{API}/memory").json()
     assert mem["ram"]["total"] > 0 and "cuda" in mem
@@ -505,6 +506,6 @@ def test_send_to_txt2img_fills_every_control_the_infotext_names(service):
     assert values["batch_size"] is None  # not in the text: left as it is
 
     # Without hires keys, hires fix is switched off; a sampler this UI cannot run is left as it is.
-    plain = text.replace("Sampler: DPM++ 2M Karras", "Sampler: DPM adaptive").split(", Denoising")[0]
+    plain = text.replace("Sampler: DPM++ 2M Karras", "Sampler: Euler SMEA Dyn").split(", Denoising")[0]
     values = send(plain)
     assert values["enable_hr"] is False and values["sampler_name"] is None and values["steps"] == 31

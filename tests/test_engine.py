@@ -153,11 +153,51 @@ def test_concurrent_requests_with_different_samplers_do_not_interfere(service):
     assert np.abs(px(alone["Euler a"]) - px(alone["DDIM"])).max() > 0
 
 
-@pytest.mark.parametrize("sampler", ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "Euler a", "Euler", "LMS", "Heun",
-                                     "DPM2", "DPM2 a", "DDIM", "PLMS", "UniPC", "LCM", "DEIS"])
+@pytest.mark.parametrize("sampler", ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a",
+                                     "DPM++ 3M SDE", "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast",
+                                     "DPM adaptive", "Restart", "DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM", "DEIS"])
 def test_every_sampler_runs(service, sampler):
+    from webui.samplers_names import NEAREST_SAMPLERS
     r = service.generate(req(service, sampler_name=sampler, steps=2, save_images=False))
     assert r.images[0].size == (64, 64)
+    # A sampler diffusers lacks runs as the nearest one, and the result says which.
+    assert (NEAREST_SAMPLERS.get(sampler) in r.warnings) == (sampler in NEAREST_SAMPLERS)
+    assert f"Sampler: {sampler}," in r.infotexts[0]
+
+
+@pytest.mark.parametrize("schedule", ["Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform",
+                                      "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM", "Beta"])
+def test_every_schedule_runs(service, schedule):
+    from webui.engine.samplers import NEAREST_SCHEDULES
+    r = service.generate(req(service, sampler_name="DPM++ 2M", scheduler=schedule, steps=2, save_images=False))
+    assert f"Schedule type: {schedule}," in r.infotexts[0]
+    assert (schedule in NEAREST_SCHEDULES) == any("schedule ran as" in w for w in r.warnings)
+
+
+def test_legacy_sampler_names_keep_their_schedule(service):
+    """"DPM++ 2M Karras" / "k_dpmpp_2m_ka" run Karras, even next to an explicit scheduler."""
+    karras = service.generate(req(service, sampler_name="DPM++ 2M", scheduler="Karras", save_images=False))
+    uniform = service.generate(req(service, sampler_name="DPM++ 2M", scheduler="Uniform", save_images=False))
+    assert np.abs(px(karras.images[0]) - px(uniform.images[0])).max() > 0
+    for name in ("DPM++ 2M Karras", "k_dpmpp_2m_ka", "dpm++ 2m karras"):
+        r = req(service, sampler_name=name, scheduler="Automatic")
+        assert (r.sampler_name, r.scheduler) == ("DPM++ 2M", "Karras"), name
+    legacy = service.generate(req(service, sampler_name="DPM++ 2M Karras", save_images=False))
+    assert np.array_equal(px(legacy.images[0]), px(karras.images[0]))
+
+
+def test_64_bit_seeds(service):
+    big = 2**64 - 1
+    r = service.generate(req(service, seed=big, batch_size=2, save_images=False))
+    assert r.seeds == [big, 0]  # seed + i wraps at 2**64 beyond 32 bits
+    assert f"Seed: {big}," in r.infotexts[0]
+    alone = service.generate(req(service, seed=big, save_images=False))
+    again = service.generate(req(service, seed=big, save_images=False))
+    assert np.array_equal(px(alone.images[0]), px(again.images[0]))
+    assert np.abs(px(alone.images[0]) - px(r.images[0])).max() <= 2  # tiny batch numerics aside
+    other = service.generate(req(service, seed=2**40 + 7, save_images=False))
+    assert np.abs(px(other.images[0]) - px(again.images[0])).max() > 0
+    assert req(service, seed=2**32 - 1, batch_size=2).seeds() == [2**32 - 1, 0]  # 32-bit seeds wrap as before
 
 
 @pytest.mark.parametrize("fields, field", [
@@ -169,7 +209,8 @@ def test_every_sampler_runs(service, sampler):
     (dict(cfg_scale="lots"), "cfg_scale"),
     (dict(sampler_name="Warp Drive"), "sampler_name"),
     (dict(scheduler="Sideways"), "scheduler"),
-    (dict(seed=2**40), "seed"),
+    (dict(seed=2**64), "seed"),
+    (dict(scheduler="kl optimal please"), "scheduler"),
     (dict(batch_size=0), "batch_size"),
     (dict(width=4096), "width"),
 ])

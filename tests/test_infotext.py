@@ -355,8 +355,9 @@ def test_random_fuzz_never_raises():
 
 def test_sampler_tables():
     assert SAMPLERS[0] == "DPM++ 2M" and "DEIS" in SAMPLERS
-    assert set(SAMPLERS) - {"DEIS"} <= set(A1111_SAMPLERS)
-    assert SCHEDULE_TYPES == ("Automatic", "Uniform", "Karras", "Exponential", "SGM Uniform", "Simple", "Beta")
+    assert set(SAMPLERS) - {"DEIS"} == set(A1111_SAMPLERS)  # every A1111 1.10 sampler runs here
+    assert SCHEDULE_TYPES == ("Automatic", "Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform",
+                              "KL Optimal", "Align Your Steps", "Simple", "Normal", "DDIM", "Beta")
 
 
 @pytest.mark.parametrize(
@@ -390,7 +391,8 @@ def test_split_legacy_sampler(name, expected):
         ("uni_pc", "UniPC"),
         ("DPM++ 2M Karras", "DPM++ 2M"),
         ("deis", "DEIS"),
-        ("DPM++ 3M SDE", None),  # A1111 has it, this UI does not run it
+        ("DPM++ 3M SDE", "DPM++ 3M SDE"),  # runs as the nearest diffusers sampler
+        ("k_dpm_ad", "DPM adaptive"),
         ("nonsense", None),
         (None, None),
     ],
@@ -403,7 +405,10 @@ def test_normalize_schedule_and_resolve():
     assert normalize_schedule_type("karras") == "Karras"
     assert normalize_schedule_type("sgm_uniform") == "SGM Uniform"
     assert normalize_schedule_type(None) == "Automatic"
-    assert normalize_schedule_type("Align Your Steps") is None
+    assert normalize_schedule_type("Align Your Steps") == "Align Your Steps"
+    assert normalize_schedule_type("normal") == "Normal"  # ComfyUI's scheduler name
+    assert normalize_schedule_type("kl_optimal") == "KL Optimal"
+    assert normalize_schedule_type("nonsense") is None
     assert resolve_sampler_and_schedule("DPM++ 2M Karras", "Uniform") == ("DPM++ 2M", "Karras")
     assert resolve_sampler_and_schedule("Euler", "exponential") == ("Euler", "Exponential")
     assert resolve_sampler_and_schedule("k_lms", None) == ("LMS", "Automatic")

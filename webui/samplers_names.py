@@ -16,18 +16,26 @@ import re
 
 from .errors import UserError
 
-# Samplers this UI offers, in A1111's dropdown order; "DEIS" (diffusers only) comes last.
+# Samplers this UI offers: all of A1111 1.10's, in its dropdown order, then "DEIS" (diffusers
+# only). The ones diffusers has no scheduler for run as the nearest one (`NEAREST_SAMPLERS`).
 SAMPLERS: tuple[str, ...] = (
     "DPM++ 2M",
     "DPM++ SDE",
     "DPM++ 2M SDE",
+    "DPM++ 2M SDE Heun",
+    "DPM++ 2S a",
+    "DPM++ 3M SDE",
     "Euler a",
     "Euler",
     "LMS",
     "Heun",
     "DPM2",
     "DPM2 a",
+    "DPM fast",
+    "DPM adaptive",
+    "Restart",
     "DDIM",
+    "DDIM CFG++",
     "PLMS",
     "UniPC",
     "LCM",
@@ -58,14 +66,58 @@ A1111_SAMPLERS: tuple[str, ...] = (
     "LCM",
 )
 
-# Schedule types this UI offers (A1111 >= 1.9 spelling).
+# What A1111 1.10's /sdapi/v1/samplers says of each sampler: its API aliases and options
+# (the schedule "Automatic" means, whether it is second order, ...). Data, for the listing.
+_KARRAS = {"scheduler": "karras"}
+A1111_SAMPLER_INFO: dict[str, tuple[list[str], dict]] = {
+    "DPM++ 2M": (["k_dpmpp_2m"], _KARRAS),
+    "DPM++ SDE": (["k_dpmpp_sde"], {**_KARRAS, "second_order": True, "brownian_noise": True}),
+    "DPM++ 2M SDE": (["k_dpmpp_2m_sde"], {"scheduler": "exponential", "brownian_noise": True}),
+    "DPM++ 2M SDE Heun": (["k_dpmpp_2m_sde_heun"], {"scheduler": "exponential", "brownian_noise": True,
+                                                     "solver_type": "heun"}),
+    "DPM++ 2S a": (["k_dpmpp_2s_a"], {**_KARRAS, "uses_ensd": True, "second_order": True}),
+    "DPM++ 3M SDE": (["k_dpmpp_3m_sde"], {"scheduler": "exponential", "discard_next_to_last_sigma": True,
+                                           "brownian_noise": True}),
+    "Euler a": (["k_euler_a", "k_euler_ancestral"], {"uses_ensd": True}),
+    "Euler": (["k_euler"], {}),
+    "LMS": (["k_lms"], {}),
+    "Heun": (["k_heun"], {"second_order": True}),
+    "DPM2": (["k_dpm_2"], {**_KARRAS, "discard_next_to_last_sigma": True, "second_order": True}),
+    "DPM2 a": (["k_dpm_2_a"], {**_KARRAS, "discard_next_to_last_sigma": True, "uses_ensd": True,
+                               "second_order": True}),
+    "DPM fast": (["k_dpm_fast"], {"uses_ensd": True}),
+    "DPM adaptive": (["k_dpm_ad"], {"uses_ensd": True}),
+    "Restart": (["restart"], {**_KARRAS, "second_order": True}),
+    "DDIM": (["ddim"], {}),
+    "DDIM CFG++": (["ddim_cfgpp"], {}),
+    "PLMS": (["plms"], {}),
+    "UniPC": (["unipc"], {}),
+    "LCM": (["k_lcm"], {}),
+    "DEIS": (["deis"], {}),
+}
+
+
+def sampler_listing() -> list[dict]:
+    """/sdapi/v1/samplers: every sampler with A1111's aliases and options."""
+    # A1111's response model types options as strings, so its flags come out as "True".
+    return [{"name": s, "aliases": list(A1111_SAMPLER_INFO[s][0]),
+             "options": {k: str(v) for k, v in A1111_SAMPLER_INFO[s][1].items()}} for s in SAMPLERS]
+
+
+# Schedule types this UI offers: all of A1111 1.10's (labels). Those diffusers has no sigma
+# option for run as the nearest one (engine/samplers.py `NEAREST_SCHEDULES`).
 SCHEDULE_TYPES: tuple[str, ...] = (
     "Automatic",
     "Uniform",
     "Karras",
     "Exponential",
+    "Polyexponential",
     "SGM Uniform",
+    "KL Optimal",
+    "Align Your Steps",
     "Simple",
+    "Normal",
+    "DDIM",
     "Beta",
 )
 
@@ -84,6 +136,29 @@ A1111_SCHEDULE_TYPES: dict[str, str] = {
     "DDIM": "ddim",
     "Beta": "beta",
 }
+
+# What A1111 1.10's /sdapi/v1/schedulers says beyond name and label: (aliases, default_rho,
+# need_inner_model).
+_SCHEDULE_INFO: dict[str, tuple[list[str] | None, float, bool]] = {
+    "Uniform": (None, -1, True),
+    "Karras": (None, 7.0, False),
+    "Polyexponential": (None, 1.0, False),
+    "SGM Uniform": (["SGMUniform"], -1, True),
+    "Simple": (None, -1, True),
+    "Normal": (None, -1, True),
+    "DDIM": (None, -1, True),
+}
+
+
+def schedule_listing() -> list[dict]:
+    """/sdapi/v1/schedulers: every schedule type as A1111 lists it."""
+    out = []
+    for label in SCHEDULE_TYPES:
+        aliases, rho, inner = _SCHEDULE_INFO.get(label, (None, -1, False))
+        out.append({"name": A1111_SCHEDULE_TYPES[label], "label": label, "aliases": aliases,
+                    "default_rho": rho, "need_inner_model": inner})
+    return out
+
 
 # Lower-case alias -> A1111 sampler display name. Covers A1111's API aliases (k_*), the
 # k-diffusion function names (sample_*) and the ComfyUI / diffusers-style snake_case names.
@@ -228,14 +303,11 @@ def normalize_sampler(name: str | None) -> str | None:
 def normalize_schedule_type(name: str | None) -> str | None:
     """The `SCHEDULE_TYPES` entry a client means ("karras", "sgm_uniform", "Karras"), or None.
 
-    ComfyUI's "normal" maps to "Uniform" (both space timesteps evenly over the model's
-    sigmas). An empty or missing name gives "Automatic".
+    ComfyUI's "normal" is A1111's "Normal". An empty or missing name gives "Automatic".
     """
     text = _clean(name)
     if not text:
         return "Automatic"
-    if text.lower() == "normal":
-        return "Uniform"
     label = _SCHEDULE_ALIASES.get(text.lower())
     return label if label in SCHEDULE_TYPES else None
 
@@ -277,6 +349,15 @@ DIFFUSERS_SAMPLERS: dict[str, tuple[str, dict, str]] = {
     "DPM++ 2M": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"),
     "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "sde-dpmsolver++", "solver_order": 2},
                      "Exponential"),
+    "DPM++ 2M SDE Heun": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "sde-dpmsolver++",
+                                                           "solver_order": 2, "solver_type": "heun"}, "Exponential"),
+    "DPM++ 2S a": ("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"),
+    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {**_K, "algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+                     "Exponential"),
+    "DPM fast": ("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}, "Uniform"),
+    "DPM adaptive": ("DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}, "Uniform"),
+    "Restart": ("HeunDiscreteScheduler", _K, "Karras"),
+    "DDIM CFG++": ("DDIMScheduler", {"timestep_spacing": "leading", "steps_offset": 1}, "Uniform"),
     "DPM++ SDE": ("DPMSolverSDEScheduler", _K, "Karras"),
     "DPM2": ("KDPM2DiscreteScheduler", _K, "Karras"),
     "DPM2 a": ("KDPM2AncestralDiscreteScheduler", _K, "Karras"),
@@ -293,10 +374,20 @@ DIFFUSERS_SAMPLERS: dict[str, tuple[str, dict, str]] = {
 
 AVAILABLE_SAMPLERS = [s for s in SAMPLERS if s in DIFFUSERS_SAMPLERS]
 
+# Samplers diffusers has no scheduler for: the nearest one above runs and the result says so.
+NEAREST_SAMPLERS: dict[str, str] = {
+    "DPM++ 2S a": "DPM++ 2S a ran as diffusers' single-step DPM-Solver++ (2nd order, no ancestral noise)",
+    "DPM++ 3M SDE": "DPM++ 3M SDE ran as DPM++ 2M SDE (diffusers has no 3rd-order SDE solver)",
+    "DPM fast": "DPM fast ran as diffusers' single-step DPM-Solver++ (3rd order)",
+    "DPM adaptive": "DPM adaptive ran as diffusers' single-step DPM-Solver++ (3rd order, the steps asked for)",
+    "Restart": "Restart ran as Heun (diffusers has no Restart sampler)",
+    "DDIM CFG++": "DDIM CFG++ ran as DDIM (diffusers has no CFG++)",
+}
+
 
 def resolve_sampler(name: str) -> tuple[str, str]:
     """Return (sampler, schedule) for an A1111 name, old combined names ("DPM++ 2M Karras") included."""
-    sampler, schedule = split_legacy_sampler(normalize_sampler(name) or name)
+    sampler, schedule = split_legacy_sampler(name)  # the suffix is read before anything drops it
     if sampler not in DIFFUSERS_SAMPLERS:
         raise UserError(f"unknown sampler {name!r}; available: {', '.join(AVAILABLE_SAMPLERS)}",
                         field="sampler_name")

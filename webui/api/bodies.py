@@ -55,6 +55,8 @@ class Txt2ImgBody(BaseModel):
         None, description="ADetailer args; controlnet.args as the A1111 ControlNet extension takes them")
     ip_adapters: list[dict[str, Any]] | None = Field(
         None, description="IP-Adapter reference images: [{model, image (base64), weight}]")
+    infotext: str | None = Field(None, description="A1111 parameters text: fills the fields it names that the "
+                                 "body does not set (never the model)")
 
 
 class Img2ImgBody(Txt2ImgBody):
@@ -68,7 +70,7 @@ class Img2ImgBody(Txt2ImgBody):
     mask_preset: str | None = Field(None, description="face, person, background or hands: the mask is found in "
                                     "the picture (united with `mask` when given); given -> inpainting")
     resize_mode: int | None = Field(None, description="0 just resize, 1 crop and resize, 2 resize and fill")
-    include_init_images: bool | None = None
+    include_init_images: bool | None = Field(None, description="true: `parameters` echoes init_images and mask")
 
 
 class ImageResponse(BaseModel):

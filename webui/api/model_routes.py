@@ -15,8 +15,7 @@ from .access import user_errors
 from .bodies import SDModel
 from ..errors import UserError
 from ..serving.identity import Caller
-from ..engine.samplers import AVAILABLE_SAMPLERS, SCHEDULE_TYPES
-from ..samplers_names import A1111_SCHEDULE_TYPES
+from ..samplers_names import schedule_listing, sampler_listing
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +62,11 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
 
     @router.get("/samplers", summary="Sampling methods")
     def samplers() -> list[dict]:
-        return [{"name": s, "aliases": [], "options": {}} for s in AVAILABLE_SAMPLERS]
+        return sampler_listing()
 
     @router.get("/schedulers", summary="Schedule types")
     def schedulers() -> list[dict]:
-        return [{"name": A1111_SCHEDULE_TYPES.get(s, s.lower()), "label": s, "aliases": None, "default_rho": -1,
-                 "need_inner_model": False} for s in SCHEDULE_TYPES]
+        return schedule_listing()
 
     @router.get("/sd-vae", summary="VAE files in models/VAE")
     def sd_vae() -> list[dict]:  # the listing the loader uses: nothing that links out of models/VAE
@@ -76,7 +74,8 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
 
     @router.get("/loras", summary="LoRA files in models/Lora")
     def loras() -> list[dict]:
-        return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": {}}
+        from ..models.safetensors_meta import read_metadata
+        return [{"name": f.name, "alias": f.name, "path": str(f.path), "metadata": read_metadata(f.path)}
                 for f in service.lora_files()]
 
     @router.get("/embeddings", summary="Textual-inversion embeddings (loaded = usable with the active model)")
@@ -91,8 +90,7 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
 
     @router.get("/prompt-styles", summary="Prompt styles (built in and styles.csv)")
     def prompt_styles() -> list[dict]:
-        from ..prompts.style_files import load_style_library
-        return load_style_library([settings.models_dir.parent, settings.models_dir]).to_api()
+        return service.prompt_styles()  # the same library the UI and txt2img `styles` use
 
     @router.get("/upscalers", summary="Upscalers for hires fix and extras")
     def upscalers() -> list[dict]:
@@ -101,7 +99,7 @@ def add_model_routes(router: APIRouter, service, caller, check_checkpoint: Calla
         for name in list_upscalers(settings.models_dir, include_latent=False):
             p = None if name in BUILTIN_UPSCALERS else resolve_model_file(name, settings.models_dir)
             out.append({"name": name, "model_name": name if p else None, "model_path": str(p) if p else None,
-                        "model_url": None, "scale": 4 if p else None})
+                        "model_url": None, "scale": 4})  # A1111 says 4 for Lanczos/Nearest/None too
         return out
 
     @router.get("/latent-upscale-modes", summary="Latent upscalers for hires fix")

@@ -54,6 +54,7 @@ from ..serving.identity import Caller
 from ..metadata.infotext_syntax import parse_infotext
 from ..engine.jobs import Job
 from ..metadata.pnginfo import png_info
+from .infotext_body import apply_infotext
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +77,22 @@ def _has_path(name: str) -> bool:
 
 
 def _echo(body: BaseModel, req) -> dict:
-    """A1111 echoes the request; images are left out as it does."""
+    """A1111 echoes the request; images are left out as it does, unless an img2img body asks
+    for them with `include_init_images`."""
     out = body.model_dump()
     out.update(req.api_parameters())
+    keep = ("init_images", "mask") if getattr(body, "include_init_images", None) else ()
     for k in ("init_images", "mask", "init_image"):
-        if k in out:
+        if k in out and k not in keep:
             out[k] = None
     return out
 
 
 def _fields(body: BaseModel) -> dict:
     # Images only come in decoded (init_images, mask); internal fields are not for clients.
-    internal = {"init_image", "init_images", "mask", "task", "extra_params"}
+    internal = {"init_image", "init_images", "mask", "task", "extra_params", "infotext"}
     fields = {k: v for k, v in body.model_dump().items() if v is not None and k not in internal}
+    fields = apply_infotext(fields, body.model_fields_set, body.infotext)
     if "sampler_name" not in fields and fields.get("sampler_index"):
         fields["sampler_name"] = fields["sampler_index"]
     over = fields.get("override_settings") or {}
@@ -115,7 +119,7 @@ def _info(result, req) -> str:
         "seed": result.seeds[0] if result.seeds else r.seed,
         "all_seeds": list(result.seeds),
         "subseed": r.subseed,
-        "all_subseeds": [(r.subseed + i) % 2**32 for i in range(n)],
+        "all_subseeds": [(r.subseed + i) % (2**32 if r.subseed < 2**32 else 2**64) for i in range(n)],
         "subseed_strength": r.subseed_strength,
         "width": r.width,
         "height": r.height,

@@ -15,28 +15,43 @@ import threading
 import diffusers
 
 from ..errors import UserError
-from ..samplers_names import AVAILABLE_SAMPLERS, DIFFUSERS_SAMPLERS as _TABLE, SCHEDULE_TYPES, resolve_sampler
+from ..samplers_names import (AVAILABLE_SAMPLERS, DIFFUSERS_SAMPLERS as _TABLE, NEAREST_SAMPLERS, SCHEDULE_TYPES,
+                              resolve_sampler)
 
 # schedule type -> scheduler kwargs (applied only where the class accepts them)
 _SCHEDULES: dict[str, dict] = {
     "Uniform": {},
+    "Normal": {},  # A1111's and ComfyUI's "normal": timesteps spaced evenly, as Uniform
     "Karras": {"use_karras_sigmas": True},
     "Exponential": {"use_exponential_sigmas": True},
     "Beta": {"use_beta_sigmas": True},
     "SGM Uniform": {"timestep_spacing": "trailing"},
     "Simple": {"timestep_spacing": "trailing"},
+    "DDIM": {"timestep_spacing": "leading", "steps_offset": 1},
 }
+
+# Schedule types diffusers has no sigma option for -> (the one that runs, what the result says).
+NEAREST_SCHEDULES: dict[str, tuple[str, str]] = {
+    "Polyexponential": ("Exponential", "the Polyexponential schedule ran as Exponential (its rho=1 form)"),
+    "KL Optimal": ("Karras", "the KL Optimal schedule ran as Karras (diffusers has no KL Optimal sigmas)"),
+    "Align Your Steps": ("Karras", "the Align Your Steps schedule ran as Karras (diffusers has no AYS sigmas "
+                                   "for every model)"),
+}
+
 
 def scheduler_kwargs(sampler: str, schedule: str) -> tuple[type, dict, list[str]]:
     """The class and kwargs for a sampler/schedule pair, plus notes on what could not be honoured."""
     cls_name, fixed, auto = _TABLE[sampler]
     cls = getattr(diffusers, cls_name)
     effective = auto if schedule == "Automatic" else schedule
+    notes = [NEAREST_SAMPLERS[sampler]] if sampler in NEAREST_SAMPLERS else []
+    if effective in NEAREST_SCHEDULES:
+        effective, note = NEAREST_SCHEDULES[effective]
+        notes.append(note)
     accepted = inspect.signature(cls.__init__).parameters
     # Reset sigma flags a checkpoint's own scheduler config may carry, then apply the schedule.
     kwargs = {k: False for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas") if k in accepted}
     kwargs.update(fixed)
-    notes = []
     for k, v in _SCHEDULES.get(effective, {}).items():
         if k in accepted:
             kwargs[k] = v
@@ -48,7 +63,7 @@ def scheduler_kwargs(sampler: str, schedule: str) -> tuple[type, dict, list[str]
         except ImportError:
             raise UserError("DPM++ SDE needs the torchsde package (pip install torchsde)",
                             field="sampler_name") from None
-    return cls, kwargs, notes
+    return cls, kwargs, list(dict.fromkeys(notes))
 
 
 class SchedulerFactory:
@@ -71,4 +86,4 @@ class SchedulerFactory:
         return copy.deepcopy(proto), notes
 
 
-__all__ = ["AVAILABLE_SAMPLERS", "SCHEDULE_TYPES", "SchedulerFactory", "resolve_sampler", "scheduler_kwargs"]
+__all__ = ["AVAILABLE_SAMPLERS", "NEAREST_SCHEDULES", "SCHEDULE_TYPES", "SchedulerFactory", "resolve_sampler", "scheduler_kwargs"]

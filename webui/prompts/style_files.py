@@ -201,6 +201,14 @@ def find_styles_files(places: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def style_places(models_dir: str | Path) -> list[Path]:
+    """Where styles CSV files are looked for, in load order (a later file's style of the same
+    name wins): A1111's place (its root, the models folder's parent), the models folder, and
+    the folder the app runs in. The UI, txt2img `styles` and /prompt-styles all use these."""
+    models = Path(models_dir)
+    return [models.parent, models, Path.cwd()]
+
+
 def load_style_library(
     places: Sequence[str | Path] = (), *, include_builtin: bool = True
 ) -> StyleLibrary:

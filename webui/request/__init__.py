@@ -14,13 +14,13 @@ request without loading the engine. The engine modules import their option types
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
 from .face import check_prompt_lengths
 from .generation import (
-    MASK_PRESETS, MASKED_CONTENT, MAX_SEED, RESIZE_MODES, TASKS, GenerationRequest, build_request, check_upload,
+    MASK_PRESETS, MASKED_CONTENT, MAX_SEED, MAX_SEED_64, RESIZE_MODES, TASKS, GenerationRequest, build_request, check_upload,
 )
 from .hires import SAME_SAMPLER, SAME_SCHEDULER
 from .ipadapter import IPAdapterRef, parse_adapters
 
 __all__ = [
-    "MASK_PRESETS", "MASKED_CONTENT", "MAX_SEED", "RESIZE_MODES", "SAME_SAMPLER", "SAME_SCHEDULER", "TASKS", "ControlUnit",
+    "MASK_PRESETS", "MASKED_CONTENT", "MAX_SEED", "MAX_SEED_64", "RESIZE_MODES", "SAME_SAMPLER", "SAME_SCHEDULER", "TASKS", "ControlUnit",
     "GenerationRequest", "IPAdapterRef", "build_request", "check_prompt_lengths", "check_upload",
     "parse_adapters", "parse_units", "units_from_alwayson",
 ]

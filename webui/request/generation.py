@@ -16,7 +16,7 @@ from PIL import Image
 from ..errors import UserError
 from ..metadata.uploads import upload_too_many_pixels
 from ..imaging.images import upload_label
-from ..samplers_names import SCHEDULE_TYPES, resolve_sampler
+from ..samplers_names import SCHEDULE_TYPES, normalize_schedule_type, resolve_sampler
 from ..settings import Limits
 from ..validate import check_fields
 from .controlnet import ControlUnit, parse_units, units_from_alwayson
@@ -30,7 +30,8 @@ RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 # Masks found in the picture (models/mediapipe_masks.py): "" = none, only the drawn mask.
 MASK_PRESETS = ("face", "person", "background", "hands")
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # random seeds and the UI's seed box stay 32-bit, as A1111's
+MAX_SEED_64 = 2**64 - 1  # the largest seed a request may give (ComfyUI's seeds are 64-bit)
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,10 @@ class GenerationRequest:
         return self.replace(seed=seed, subseed=subseed)
 
     def seeds(self) -> list[int]:
-        """A1111 convention: image i of the job uses seed + i."""
-        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.image_count)]
+        """A1111 convention: image i of the job uses seed + i. A 32-bit seed wraps at 2**32 as
+        before; a larger one wraps at 2**64 (torch's generator takes seeds below 2**64)."""
+        wrap = MAX_SEED + 1 if self.seed <= MAX_SEED else MAX_SEED_64 + 1
+        return [(self.seed + i) % wrap for i in range(self.image_count)]
 
     def api_parameters(self) -> dict[str, Any]:
         """The request echoed back as the A1111 API does (images left out)."""
@@ -162,9 +165,12 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}", field="task")
     check_fields(fields)  # text, finite numbers, list bounds: for every field, known or not
     sampler, schedule_from_name = resolve_sampler(as_str(fields, "sampler_name", "DPM++ 2M", 100) or "DPM++ 2M")
-    scheduler = as_str(fields, "scheduler", "", 100) or schedule_from_name
-    match = [s for s in SCHEDULE_TYPES if s.lower() == scheduler.lower()]
-    if not match:
+    # A schedule suffix in the sampler name ("DPM++ 2M Karras") wins over `scheduler`, as in A1111.
+    scheduler = as_str(fields, "scheduler", "", 100) or "Automatic"
+    if schedule_from_name != "Automatic":
+        scheduler = schedule_from_name
+    schedule = normalize_schedule_type(scheduler)
+    if schedule is None:
         raise UserError(f"unknown scheduler (schedule type) {scheduler!r}; available: {', '.join(SCHEDULE_TYPES)}",
                         field="scheduler")
     styles = fields.get("styles") or ()
@@ -203,11 +209,11 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         prompt=as_str(fields, "prompt", "", lim.max_prompt_chars),
         negative_prompt=as_str(fields, "negative_prompt", "", lim.max_prompt_chars),
         styles=tuple(styles),
-        seed=as_int(fields, "seed", -1, -1, MAX_SEED),
-        subseed=as_int(fields, "subseed", -1, -1, MAX_SEED),
+        seed=as_int(fields, "seed", -1, -1, MAX_SEED_64),
+        subseed=as_int(fields, "subseed", -1, -1, MAX_SEED_64),
         subseed_strength=as_float(fields, "subseed_strength", 0.0, 0.0, 1.0),
         sampler_name=sampler,
-        scheduler=match[0],
+        scheduler=schedule,
         steps=as_int(fields, "steps", 20, 1, lim.max_steps),
         cfg_scale=as_float(fields, "cfg_scale", 7.0, 1.0, 30.0),
         width=width,

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from ..samplers_names import SCHEDULE_TYPES, resolve_sampler
+from ..samplers_names import SCHEDULE_TYPES, normalize_schedule_type, resolve_sampler
 from ..validate import check_pixel_limit
 from .fields import as_str
 
@@ -68,10 +68,15 @@ def hr_sampler(fields: dict) -> str:
 
 def hr_scheduler(fields: dict) -> str:
     name = as_str(fields, "hr_scheduler", SAME_SCHEDULER, 100) or SAME_SCHEDULER
+    sampler = as_str(fields, "hr_sampler_name", SAME_SAMPLER, 100) or SAME_SAMPLER
+    if sampler.lower() != SAME_SAMPLER.lower():
+        suffix = resolve_sampler(sampler)[1]  # "DPM++ 2M Karras": the suffix wins, as for the first pass
+        if suffix != "Automatic":
+            return suffix
     if name.lower() == SAME_SCHEDULER.lower():
         return SAME_SCHEDULER
-    match = [s for s in SCHEDULE_TYPES if s.lower() == name.lower()]
-    if not match:
+    label = normalize_schedule_type(name)
+    if label is None:
         raise UserError(f"unknown hires schedule type {name!r}; use {SAME_SCHEDULER!r} or one of "
                         f"{', '.join(SCHEDULE_TYPES)}", field="hr_scheduler")
-    return match[0]
+    return label

@@ -35,7 +35,7 @@ from .service_tools import ServiceTools
 from .service_options import ServiceOptions
 from ..settings import Settings
 from .spaces import gpu
-from ..prompts.style_files import load_style_library
+from ..prompts.style_files import load_style_library, style_places
 from ..prompts.styles import StyleLibrary
 from ..prompts.glossary import GlossaryTranslator
 from ..prompts.translate import Translator, make_translator, translate_prompt
@@ -100,7 +100,7 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions):
             from ..models.safety import load_safety_filter
             safety = load_safety_filter(settings.models_dir, manager.device)
         rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
-        styles = load_style_library([settings.models_dir, Path.cwd()])
+        styles = load_style_library(style_places(settings.models_dir))
         presets, preset_problems = load_all_presets(settings.models_dir / "presets", styles.names())
         translator, translator_problems = build_translator(settings.translator)
         problems = [f"styles: {p}" for p in styles.problems] + [f"presets: {p}" for p in preset_problems]
@@ -336,6 +336,10 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions):
     def vae_names(self) -> list[str]:
         """The VAE choices: "Automatic", then the files."""
         return self.manager.vaes.names()
+
+    def prompt_styles(self) -> list[dict]:
+        """The styles the UI offers and txt2img `styles` accepts, as /prompt-styles lists them."""
+        return self.styles.to_api()
 
     def lora_files(self) -> list[LoraFile]:
         """The LoRA files in models/Lora."""
