@@ -126,12 +126,11 @@ def test_extra_single_image_face_restoration_is_a_warning_and_none_keeps_the_pic
 def test_extra_batch_images(api, backend):
     r = api.extra_batch_images([picture(seed=1), picture(20, 20, seed=2)], upscaler_1="4x-Tiny", upscaling_resize=2)
     assert [i.size for i in r.images] == [(80, 64), (40, 40)]
-    # The body sd-backend-client's upscale() posts (its listing step reads /upscalers' scale
-    # numbers, another change's part), answered as it decodes it.
-    body = {"resize_mode": 1, "upscaling_resize_w": 64, "upscaling_resize_h": 48, "upscaler_1": "Lanczos",
-            "image": api_b64(picture())}
-    res = backend.post("/sdapi/v1/extra-single-image", body)
-    assert backend._handle_image_response(res)["images"][0].size == (64, 48)
+    # sd-backend-client's own upscale(): it lists /upscalers (their numeric scales), picks the
+    # first real one and posts extra-single-image with a target size.
+    out = backend.upscale(picture(), 64, 48)
+    images = out["images"] if isinstance(out, dict) else out.images
+    assert images[0].size == (64, 48)
 
 
 def test_extras_bad_input_is_a_4xx_naming_the_field(server):
