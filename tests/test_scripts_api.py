@@ -1,0 +1,140 @@
+"""A1111 scripts through the REST API: the listings, refusing unknown scripts, the X/Y/Z plot
+(cells equal to the single generations, grid first, batched on the GPU queue), and webuiapi
+0.9.17 against a live server (its remembered ControlNet unit is switched off on the next call)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_controlnet import cpu_service, edges_image, sd1_models_dir
+
+API = "/sdapi/v1"
+BASE = dict(prompt="portrait of a sailor", negative_prompt="blurry", steps=2, width=64, height=64,
+            sampler_name="Euler", seed=11)
+
+
+@pytest.fixture(scope="module")
+def service(tiny_models, tmp_path_factory):
+    return cpu_service(sd1_models_dir(tiny_models, tmp_path_factory, "scripts-models"), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(service, launch_app):
+    demo, url = launch_app(service)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server, timeout=300) as c:
+        yield c
+
+
+def pixels(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+
+
+def test_listings(http):
+    scripts = http.get(f"{API}/scripts").json()
+    assert {"x/y/z plot", "controlnet", "adetailer"} <= set(scripts["txt2img"]) <= set(scripts["img2img"])
+    info = http.get(f"{API}/script-info").json()
+    alwayson = {s["name"] for s in info if s["is_alwayson"]}
+    assert alwayson == {"controlnet", "adetailer"}
+
+
+@pytest.mark.parametrize("extra, field, words", [
+    ({"alwayson_scripts": {"Self Attention Guidance": {"args": [True]}}}, "alwayson_scripts",
+     ["Self Attention Guidance"]),
+    ({"script_name": "Prompt matrix", "script_args": []}, "script_name", ["Prompt matrix"]),
+    ({"script_name": "x/y/z plot", "script_args": ["Seed", "1-1000"]}, "script_args", ["1000", "64"]),
+    ({"script_name": "x/y/z plot", "script_args": ["Wobble", "1,2"]}, "script_args", ["Wobble"]),
+    ({"script_name": "x/y/z plot", "script_args": ["Steps", "2, lots"]}, "script_args", ["lots"]),
+    ({"script_name": "x/y/z plot", "script_args": ["Steps", "2, 5000"]}, "steps", ["5000"]),
+    ({"script_name": "x/y/z plot", "script_args": ["Checkpoint name", "alpha, nope"]}, "sd_model_checkpoint",
+     ["nope"]),
+])
+def test_bad_scripts_are_refused_before_anything_runs(http, service, extra, field, words):
+    before = service.queue.batches_run
+    r = http.post(f"{API}/txt2img", json={**BASE, **extra})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["field"] == field, body
+    for w in words:
+        assert w in body["detail"], body
+    assert service.queue.batches_run == before  # nothing half-run
+
+
+def test_xyz_plot_of_seeds_by_cfg(http, service):
+    args = ["Seed", "11, 12", [], "CFG Scale", "5, 9", [], "Nothing", "", [], True, True, False, False,
+            False, False, False, 0, False]
+    before = service.queue.batches_run
+    r = http.post(f"{API}/txt2img", json={**BASE, "script_name": "X/Y/Z Plot", "script_args": args,
+                                          "save_images": True})
+    assert r.status_code == 200, r.text
+    assert service.queue.batches_run - before == 2  # cells of one CFG share a UNet batch
+    body = r.json()
+    info = json.loads(body["info"])
+    assert len(body["images"]) == 5 and len(info["infotexts"]) == 5
+    grid = pixels(body["images"][0])
+    assert grid.shape[0] > 128 and grid.shape[1] > 128  # two 64px cells each way, plus the labels
+    assert "X Type: Seed" in info["infotexts"][0] and "Y Type: CFG Scale" in info["infotexts"][0]
+    for b64, text, (seed, cfg) in zip(body["images"][1:], info["infotexts"][1:],
+                                      [(11, 5), (12, 5), (11, 9), (12, 9)]):
+        single = http.post(f"{API}/txt2img", json={**BASE, "seed": seed, "cfg_scale": cfg})
+        assert single.status_code == 200
+        # a merged batch: the single picture up to rounding (one level, as --no-batching documents)
+        diff = np.abs(pixels(b64).astype(int) - pixels(single.json()["images"][0]))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (seed, cfg)
+        assert text == json.loads(single.json()["info"])["infotexts"][0]
+        assert "X Type" not in text
+    grids = list((service.settings.outputs_dir / "txt2img-grids").rglob("*.png"))
+    assert len(grids) == 1
+    # the grid's cells are the cells: the top-left corner of the last cell is in the grid
+    last = pixels(body["images"][4])
+    h, w = grid.shape[:2]
+    assert np.array_equal(grid[h - 64:, w - 64:], last)
+
+
+def test_unbatched_cells_equal_the_single_generations_bit_for_bit(service):
+    solo = dataclasses.replace(service, queue=None, settings=dataclasses.replace(service.settings, batching=False))
+    fields = {**BASE, "script_name": "x/y/z plot", "script_args": ["Seed", "11, 12", [], "CFG Scale", "5, 9",
+                                                                   [], "", "", [], False, True]}
+    result = solo.run_plot(solo.plot(fields, "txt2img"))
+    assert len(result.images) == 5 and result.images[0].size == (128, 128)  # no legend: cells only
+    for image, (seed, cfg) in zip(result.images[1:], [(11, 5), (12, 5), (11, 9), (12, 9)]):
+        single = solo.generate(solo.request({**BASE, "seed": seed, "cfg_scale": cfg}))
+        assert np.array_equal(np.asarray(image), np.asarray(single.images[0])), (seed, cfg)
+    solo.queue.close()
+
+
+def test_webuiapi_switches_the_previous_controlnet_unit_off(server):
+    import webuiapi
+
+    host, port = server.split("//")[1].split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=2)
+    assert api.has_controlnet and api.has_adetailer
+    unit = webuiapi.ControlNetUnit(image=edges_image(), module="canny", model="tiny-cn")
+    first = api.txt2img(prompt="portrait", width=64, height=64, seed=3, controlnet_units=[unit])
+    assert "ControlNet 0" in first.info["infotexts"][0]
+    plain = api.txt2img(prompt="portrait", width=64, height=64, seed=3)
+    assert "ControlNet" not in plain.info["infotexts"][0]
+
+
+def test_webuiapi_xyz_plot(server):
+    import webuiapi
+
+    host, port = server.split("//")[1].split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=2)
+    result = api.txt2img(prompt="portrait", width=64, height=64, seed=3, script_name="x/y/z plot",
+                         script_args=[1, "3, 4", [], 4, "1-2", []])
+    assert len(result.images) == 1 and result.images[0].width > 128
+    assert "X Type: Seed" in result.info["infotexts"][0]
