@@ -86,7 +86,7 @@ def test_xyz_plot_of_seeds_by_cfg(http, service):
     assert len(body["images"]) == 5 and len(info["infotexts"]) == 5
     grid = pixels(body["images"][0])
     assert grid.shape[0] > 128 and grid.shape[1] > 128  # two 64px cells each way, plus the labels
-    assert "X Type: Seed" in info["infotexts"][0] and "Y Type: CFG Scale" in info["infotexts"][0]
+    assert "X Type: Seed" in info["infotexts"][0] and 'Y Values: "5, 9"' in info["infotexts"][0]
     for b64, text, (seed, cfg) in zip(body["images"][1:], info["infotexts"][1:],
                                       [(11, 5), (12, 5), (11, 9), (12, 9)]):
         single = http.post(f"{API}/txt2img", json={**BASE, "seed": seed, "cfg_scale": cfg})
@@ -138,3 +138,18 @@ def test_webuiapi_xyz_plot(server):
                          script_args=[1, "3, 4", [], 4, "1-2", []])
     assert len(result.images) == 1 and result.images[0].width > 128
     assert "X Type: Seed" in result.info["infotexts"][0]
+
+
+def test_the_script_accordion_becomes_a1111_script_args():
+    from webui.ui.xyz_panel import script_fields
+
+    values = {"prompt": "p", "script_name": "X/Y/Z plot", "xyz_x_type": "Seed", "xyz_x_values": "1, 2",
+              "xyz_y_type": "CFG Scale", "xyz_y_values": "5, 9", "xyz_z_type": "Nothing", "xyz_z_values": "",
+              "xyz_draw_legend": True, "xyz_include_lone_images": True, "xyz_no_fixed_seeds": False,
+              "xyz_margin_size": 4}
+    fields = script_fields(dict(values))
+    assert fields["script_name"] == "x/y/z plot" and not any(k.startswith("xyz_") for k in fields)
+    assert fields["script_args"][:6] == ["Seed", "1, 2", [], "CFG Scale", "5, 9", []]
+    assert fields["script_args"][9:13] == [True, True, False, False] and fields["script_args"][16] == 4
+    plain = script_fields({**values, "script_name": "None"})
+    assert "script_name" not in plain and "script_args" not in plain and plain["prompt"] == "p"

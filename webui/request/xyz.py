@@ -100,7 +100,8 @@ class XYZPlot:
         out = [("Script", "X/Y/Z plot")]
         for a, axis in zip("XYZ", (self.x, self.y, self.z)):
             if axis.field:
-                shown = ("x".join(map(str, v)) if axis.field == "size" else str(v) for v in axis.values)
+                shown = ("x".join(map(str, v)) if axis.field == "size" else f"{v:g}" if isinstance(v, float)
+                         else str(v) for v in axis.values)
                 out += [(f"{a} Type", axis.name), (f"{a} Values", ", ".join(shown))]
         return out
 
