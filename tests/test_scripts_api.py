@@ -153,3 +153,46 @@ def test_the_script_accordion_becomes_a1111_script_args():
     assert fields["script_args"][9:13] == [True, True, False, False] and fields["script_args"][16] == 4
     plain = script_fields({**values, "script_name": "None"})
     assert "script_name" not in plain and "script_args" not in plain and plain["prompt"] == "p"
+
+
+def test_sd_backend_client_reads_the_script_listings(server):
+    from sd_backend_client.api.a1111_webservice import A1111Webservice
+
+    client = A1111Webservice(server)
+    scripts = client.get_scripts()
+    assert "x/y/z plot" in scripts.txt2img and "controlnet" in scripts.img2img
+    info = client.get_script_info()  # each entry validates against the client's own model
+    xyz = next(s for s in info if s.name == "x/y/z plot" and not s.is_img2img)
+    assert xyz.args[0].label == "X type" and "Seed" in xyz.args[0].choices
+    assert any(s.is_alwayson and s.name == "controlnet" for s in info)
+    caps = client.get_capabilities()  # scripts not honoured here are not claimed
+    assert not caps.ultimate_upscale and not caps.soft_inpainting
+
+
+def test_img2img_plot_of_denoising_saves_an_img2img_grid(http, service):
+    png = base64.b64encode(_png(edges_image())).decode()
+    r = http.post(f"{API}/img2img", json={**BASE, "init_images": [png], "save_images": True,
+                                          "script_name": "x/y/z plot",
+                                          "script_args": ["Denoising", "0.3, 0.6", [], "", "", [], "", "", [],
+                                                          True, True]})
+    assert r.status_code == 200, r.text
+    infos = json.loads(r.json()["info"])["infotexts"]
+    assert len(infos) == 3 and "X Type: Denoising" in infos[0]
+    assert "Denoising strength: 0.3" in infos[1] and "Denoising strength: 0.6" in infos[2]
+    assert list((service.settings.outputs_dir / "img2img-grids").rglob("*-grid.png"))
+
+
+def _png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_an_interrupted_plot_runs_no_cell(service):
+    plan = service.plot({**BASE, "script_name": "x/y/z plot", "script_args": ["Seed", "1-4"]}, "txt2img")
+    job = service.new_job("someone")
+    job.interrupt()  # e.g. the client hung up while the cells were being queued
+    before = service.queue.batches_run
+    result = service.run_plot(plan, job=job)
+    assert result.interrupted and result.images == []
+    assert service.queue.batches_run == before

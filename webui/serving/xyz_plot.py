@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from ..engine.manager import GenerationResult
 from ..errors import UserError
 from ..imaging.grids import labelled_grid
@@ -86,13 +88,12 @@ def run_plot(service, plan: PlotPlan, owner=None, job=None) -> GenerationResult:
             while time.monotonic() < deadline and not all(
                     r is not None or j.queue_position is not None for r, j in zip(results, cell_jobs)):
                 time.sleep(0.005)
+            _pass_on_interrupt(job, cell_jobs)  # stopped already: no cell reaches the GPU
         job.state, job.image_count = "running", len(threads)
         for t in threads:
             while t.is_alive():
                 t.join(0.1)
-                if job.interrupted:
-                    for j in cell_jobs:
-                        j.interrupt()
+                _pass_on_interrupt(job, cell_jobs)
             job.image_index = sum(1 for r in results if r is not None)
             job.notify()
     job.state = "done"
@@ -102,11 +103,20 @@ def run_plot(service, plan: PlotPlan, owner=None, job=None) -> GenerationResult:
     return _assemble(service, plan, results)
 
 
+def _pass_on_interrupt(job, cell_jobs) -> None:
+    if job.interrupted:
+        for j in cell_jobs:
+            j.interrupt()
+
+
 def _assemble(service, plan: PlotPlan, results: list[GenerationResult]) -> GenerationResult:
     plot = plan.plot
     nx, ny, nz = plot.shape()
-    first = results[0]
-    blank = first.images[0] if first.images else None
+    first = next((r for r in results if r.images), None)
+    if first is None:  # interrupted before any cell finished
+        return GenerationResult(plan.first, [], [], [], results[0].model_name, results[0].model_hash,
+                                interrupted=True)
+    blank = Image.new("RGB", first.images[0].size, "gray")  # a cell stopped before its picture
     images = [r.images[0] if r.images else blank for r in results]
     subgrids = []
     for iz in range(nz):
