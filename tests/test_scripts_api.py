@@ -196,3 +196,15 @@ def test_an_interrupted_plot_runs_no_cell(service):
     result = service.run_plot(plan, job=job)
     assert result.interrupted and result.images == []
     assert service.queue.batches_run == before
+
+
+def test_gradio_client_runs_the_plot_through_the_tab_endpoint(server):
+    from gradio_client import Client
+
+    out = Client(server, verbose=False).predict(
+        prompt="portrait", steps=2, width=64, height=64, seed=1, sampler_name="Euler", script_name="X/Y/Z plot",
+        xyz_x_type="Seed", xyz_x_values="1, 2", xyz_include_lone_images=True, api_name="/txt2img")
+    gallery, infotext = out[0], out[1]
+    assert len(gallery) == 3 and "X Type: Seed" in infotext
+    with Image.open(gallery[0]["image"]) as grid:
+        assert grid.width == 128 and grid.height > 64  # two cells side by side, the labels above
