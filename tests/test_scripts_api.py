@@ -208,3 +208,14 @@ def test_gradio_client_runs_the_plot_through_the_tab_endpoint(server):
     assert len(gallery) == 3 and "X Type: Seed" in infotext
     with Image.open(gallery[0]["image"]) as grid:
         assert grid.width == 128 and grid.height > 64  # two cells side by side, the labels above
+
+
+def test_the_plot_is_the_callers_latest_job_and_lands_in_history(service):
+    plan = service.plot({**BASE, "script_name": "x/y/z plot", "script_args": ["Seed", "1, 2", [], "", "", [],
+                                                                              "", "", [], True, True]}, "txt2img")
+    job = service.new_job("painter")
+    seen = []
+    job.listener = lambda j: seen.append((service.jobs.latest_for("painter") is j, j.progress()))
+    result = service.run_plot(plan, job=job)
+    assert seen and all(latest for latest, _ in seen) and seen[-1][1] == 1.0
+    assert len(service.history("painter")) == len(result.images) == 3

@@ -80,4 +80,7 @@ class ServiceJobs:
         a batch); the result holds the labelled grid first, then the cells when asked for."""
         from .xyz_plot import run_plot
 
-        return run_plot(self, plan, owner, job)
+        job = job or self.jobs.new(owner)
+        result = run_plot(self, plan, owner, job)
+        self.jobs.record(job.owner, result)  # the grid and the cells, in the owner's History
+        return result

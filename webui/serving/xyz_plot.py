@@ -70,7 +70,9 @@ def run_plot(service, plan: PlotPlan, owner=None, job=None) -> GenerationResult:
         service.admit(job.caller)  # the plot counts once against the rate limit
     client = job.caller.rate_key(service.settings.rate_limit_by) if job.caller is not None else None
     results: list = [None] * len(plan.cells)
-    cell_jobs = [service.new_job(job.owner) for _ in plan.cells]
+    # The cells' jobs have an owner key of their own, so "my latest job" (REST progress and
+    # interrupt without an id) stays the plot's job; stopping it stops them.
+    cell_jobs = [service.new_job(f"{job.owner}/xyz-plot") for _ in plan.cells]
 
     def work(i: int, req: GenerationRequest):
         try:
@@ -89,7 +91,7 @@ def run_plot(service, plan: PlotPlan, owner=None, job=None) -> GenerationResult:
                     r is not None or j.queue_position is not None for r, j in zip(results, cell_jobs)):
                 time.sleep(0.005)
             _pass_on_interrupt(job, cell_jobs)  # stopped already: no cell reaches the GPU
-        job.state, job.image_count = "running", len(threads)
+        job.state, job.image_count, job.total_steps = "running", len(threads), 1  # progress: cells done
         for t in threads:
             while t.is_alive():
                 t.join(0.1)
