@@ -265,6 +265,19 @@ EN: dict[str, str] = {
     "outpaint_top": "Top, pixels",
     "outpaint_bottom": "Bottom, pixels",
     "img2img_image": "Image",
+    "xyz_script": "Script",
+    "xyz_script_none": "None",
+    "xyz_x_type": "X type",
+    "xyz_x_values": "X values",
+    "xyz_y_type": "Y type",
+    "xyz_y_values": "Y values",
+    "xyz_z_type": "Z type",
+    "xyz_z_values": "Z values",
+    "xyz_values_info": "1, 2, 3 or ranges 1-5, 1-10 (+2), 1-3 [5]; Prompt S/R: the text to replace first",
+    "xyz_draw_legend": "Draw legend",
+    "xyz_include_lone_images": "Include sub images",
+    "xyz_no_fixed_seeds": "Keep -1 for seeds",
+    "xyz_margin_size": "Grid margins (px)",
 }
 
 ZH: dict[str, str] = {
@@ -499,6 +512,19 @@ ZH: dict[str, str] = {
     "outpaint_top": "上方，像素",
     "outpaint_bottom": "下方，像素",
     "img2img_image": "图片",
+    "xyz_script": "脚本",
+    "xyz_script_none": "无",
+    "xyz_x_type": "X 轴类型",
+    "xyz_x_values": "X 轴值",
+    "xyz_y_type": "Y 轴类型",
+    "xyz_y_values": "Y 轴值",
+    "xyz_z_type": "Z 轴类型",
+    "xyz_z_values": "Z 轴值",
+    "xyz_values_info": "1, 2, 3 或范围 1-5、1-10 (+2)、1-3 [5]；提示词替换（Prompt S/R）：第一个值是要替换的文本",
+    "xyz_draw_legend": "绘制图例",
+    "xyz_include_lone_images": "同时输出单张图片",
+    "xyz_no_fixed_seeds": "种子保持 -1（每格随机）",
+    "xyz_margin_size": "网格间距（像素）",
 }
 
 # The Settings tab (webui/ui/settings_tab.py): one label per option of webui/options.py.

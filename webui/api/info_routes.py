@@ -1,5 +1,5 @@
 """The REST routes that describe the server to A1111 clients: the listings some read at
-start-up (scripts, extensions, face restorers, hypernetworks: none here), the start-up flags,
+start-up (the scripts honoured here; extensions, face restorers, hypernetworks: none), the start-up flags,
 the refresh calls that have nothing to do (listings always read the folders) and /memory
 (RAM and GPU memory use).
 """
@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ..request.scripts import script_info, scripts_list
+from ..request.xyz import axis_names
+
 
 def add_info_routes(router: APIRouter, settings) -> None:
     """Add the server-description routes to `router`."""
-    # Listings some A1111 clients read at start-up; this app has no scripts or extensions.
-    @router.get("/scripts", summary="Scripts (none here)")
+    # The scripts honoured here (request/scripts.py): A1111 clients read these at start-up.
+    @router.get("/scripts", summary="Scripts: x/y/z plot; always-on controlnet and adetailer")
     def scripts() -> dict:
-        return {"txt2img": [], "img2img": []}
+        return scripts_list()
 
-    @router.get("/script-info", summary="Script arguments (none here)")
-    def script_info() -> list:
-        return []
+    @router.get("/script-info", summary="Each script's arguments, per tab")
+    def script_info_route() -> list:
+        return script_info(axis_names)
 
     @router.get("/face-restorers", summary="Face restorers (none here; see the face detailer)")
     def face_restorers() -> list:

@@ -175,10 +175,16 @@ def build_router(service) -> APIRouter:
     def find_job(who: Caller, ref: JobRef) -> Job | None:
         return service.find_job(who, ref.id_task, ref.session_hash)
 
+    def _prepare(fields: dict, task: str):
+        """The request, and the X/Y/Z plot plan when `script_name` selects it (its first cell
+        stands for the request in the echo)."""
+        plan = service.plot(fields, task)
+        return (plan.first if plan else service.request(fields, task)), plan
+
     async def run(request: Request, body: Txt2ImgBody, parse: Callable, who: Caller) -> dict:
         """Parse (in a worker thread: images are decoded there), then generate while watching
         the connection: a client that hangs up stops its job."""
-        req = await run_in_threadpool(parse)
+        req, plan = await run_in_threadpool(parse)
         check_checkpoint(req.sd_model_checkpoint)
         task_id = body.force_task_id
         if task_id is not None and not _TASK_ID.match(task_id):
@@ -188,15 +194,15 @@ def build_router(service) -> APIRouter:
             check_checkpoint(over.get("sd_model_checkpoint"))
             service.set_options(over)
         job = service.new_job(who, task_id)
-        result = await until_disconnect(request, job, lambda: service.generate(
-            req, owner=who, job=job, override_settings=over))
+        result = await until_disconnect(request, job, lambda: service.run_plot(plan, who, job) if plan
+                                        else service.generate(req, owner=who, job=job, override_settings=over))
         images = [_b64_png(img, info) for img, info in zip(result.images, result.infotexts)] if body.send_images else []
         return {"images": images, "parameters": _echo(body, req), "info": _info(result, req)}
 
     @router.post("/txt2img", response_model=ImageResponse, summary="Generate images from a prompt")
     @_user_errors
     async def txt2img(body: Txt2ImgBody, request: Request, who: Caller = Depends(caller)):
-        return await run(request, body, lambda: service.request(_fields(body), "txt2img"), who)
+        return await run(request, body, lambda: _prepare(_fields(body), "txt2img"), who)
 
     @router.post("/img2img", response_model=ImageResponse,
                  summary="Repaint an image (img2img), or the masked part of it (inpaint) when `mask` is given")
@@ -212,7 +218,7 @@ def build_router(service) -> APIRouter:
             if body.mask:
                 fields["mask"] = to_mask(decode_base64_image(body.mask, "mask", service.settings.limits))
                 task = "inpaint"
-            return service.request(fields, task)
+            return _prepare(fields, task)
         return await run(request, body, parse, who)
 
     add_model_routes(router, service, caller, check_checkpoint)

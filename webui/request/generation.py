@@ -24,6 +24,7 @@ from .face import face_fields_from_alwayson, face_order, face_size
 from .fields import as_bool, as_float, as_int, as_str, choice, size_field
 from .hires import check_request as check_hires, hr_sampler, hr_scheduler
 from .ipadapter import IPAdapterRef, parse_adapters
+from .scripts import check_alwayson
 
 TASKS = ("txt2img", "img2img", "inpaint")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
@@ -192,6 +193,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
     ckpt = fields.get("sd_model_checkpoint") or over.get("sd_model_checkpoint")
     if ckpt is not None and (not isinstance(ckpt, str) or len(ckpt) > 300):
         raise UserError("sd_model_checkpoint must be a checkpoint title or name", field="sd_model_checkpoint")
+    check_alwayson(fields.get("alwayson_scripts"))
     fields = {**face_fields_from_alwayson(fields.get("alwayson_scripts")), **fields}
     units = fields.get("controlnet_units")
     if units is None:

@@ -62,3 +62,25 @@ class ServiceJobs:
         """Extras' face detail pass on `req.init_image`, run in the owner's turn on the GPU queue."""
         job = self.jobs.new(owner)
         return self.queue.call(lambda: self.manager.detail_faces(req, job), job, req)
+
+    def hold_queue(self):
+        """`with service.hold_queue():` nothing starts on the GPU until the block ends, so work
+        submitted together from several threads (an X/Y/Z plot's cells) can share batches."""
+        return self.queue.hold()
+
+    def plot(self, fields: dict, task: str = "txt2img"):
+        """The checked X/Y/Z plot plan `fields` select with `script_name`/`script_args` (A1111's),
+        None when they select no script; an unknown script or bad axis is a UserError."""
+        from .xyz_plot import plan_plot
+
+        return plan_plot(self, fields, task)
+
+    def run_plot(self, plan, owner: Caller | str | None = None, job: Job | None = None) -> GenerationResult:
+        """Run a plan from `plot`: its cells go to the GPU queue together (compatible ones share
+        a batch); the result holds the labelled grid first, then the cells when asked for."""
+        from .xyz_plot import run_plot
+
+        job = job or self.jobs.new(owner)
+        result = run_plot(self, plan, owner, job)
+        self.jobs.record(job.owner, result)  # the grid and the cells, in the owner's History
+        return result

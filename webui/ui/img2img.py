@@ -11,9 +11,10 @@ from ..imaging.images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, unit_fields
-from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
+from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel,
                      sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
 from .fields import handler
+from . import xyz_panel
 
 
 def resize_mode_radio(tab: str) -> gr.Radio:
@@ -37,6 +38,7 @@ def build(service, shared) -> Controls:
             denoising = denoising_slider("img2img")
             s = sampling_controls("img2img", limits)
             cn = controlnet_accordion("img2img", service)
+            xyz = xyz_panel.xyz_controls("img2img")
         with gr.Column(scale=1):
             gallery, info, state = results_panel("img2img")
             send, selected = send_row("img2img", gallery)
@@ -44,7 +46,7 @@ def build(service, shared) -> Controls:
                      image=image, controlnet=cn)
 
     settings = {"prompt": prompt, "negative_prompt": negative, **sampling_fields(s), "denoising_strength": denoising,
-                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, **cn}
+                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, **cn, **xyz}
     c.fields = {"init_image": image, **settings}
 
     def img2img(request, progress, init_image, **values):
@@ -59,7 +61,7 @@ def build(service, shared) -> Controls:
             raise gr.Error(str(e)) from None
         fields = {"init_image": init, **unit_fields(values),
                   "sd_model_checkpoint": values["sd_model_checkpoint"] or None}
-        yield from run_generation(service, fields, "img2img", request, progress)
+        yield from xyz_panel.run(service, fields, "img2img", request, progress)
 
     outputs = [gallery, info, state]
     # The API endpoint takes the picture as a file, so a non-picture gets our message. It is

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gradio as gr
 from ..i18n import t
 
-from . import lora_browser, presets_panel
+from . import lora_browser, presets_panel, xyz_panel
 from .controlnet_panel import controlnet_accordion, unit_fields
-from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel, run_generation,
+from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel,
                      sampling_controls, sampling_fields, send_row, tab_controls)
 from .fields import handler
 
@@ -27,6 +27,7 @@ def build(service, shared) -> Controls:
             hr = hires_controls("txt2img", service)
             fd = face_detail_controls("txt2img", service)
             cn = controlnet_accordion("txt2img", service)
+            xyz = xyz_panel.xyz_controls("txt2img")
         with gr.Column(scale=1):
             gallery, info, state = results_panel("txt2img")
             send, selected = send_row("txt2img", gallery)
@@ -39,7 +40,7 @@ def build(service, shared) -> Controls:
                 "sd_model_checkpoint": checkpoint, **hr, **fd, "styles": extras.styles, "preset": extras.preset,
                 "translated_prompt": extras.translated_prompt,
                 "translated_negative_prompt": extras.translated_negative_prompt,
-                "translated_from": extras.translated_from, "clip_skip": clip_skip, "sd_vae": shared.sd_vae, **cn}
+                "translated_from": extras.translated_from, "clip_skip": clip_skip, "sd_vae": shared.sd_vae, **cn, **xyz}
 
     def txt2img(request, progress, translated_prompt=None, translated_negative_prompt=None, translated_from=None,
                 **values):
@@ -55,7 +56,7 @@ def build(service, shared) -> Controls:
             translated_from = {"prompt": prompt or "", "negative": negative_prompt or ""}
         fields.update(presets_panel.translation_fields(prompt, negative_prompt, translated_prompt,
                                                        translated_negative_prompt, translated_from))
-        yield from run_generation(service, fields, "txt2img", request, progress)
+        yield from xyz_panel.run(service, fields, "txt2img", request, progress)
 
     outputs = [gallery, info, state]
     event = handler(txt2img, c.fields)
