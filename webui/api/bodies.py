@@ -52,6 +52,8 @@ class Txt2ImgBody(BaseModel):
         None, description="ADetailer args; controlnet.args as the A1111 ControlNet extension takes them")
     ip_adapters: list[dict[str, Any]] | None = Field(
         None, description="IP-Adapter reference images: [{model, image (base64), weight}]")
+    characters: list[str] | None = Field(
+        None, description="saved character names: their trigger words, LoRAs and reference images are added")
 
 
 class Img2ImgBody(Txt2ImgBody):
