@@ -196,3 +196,24 @@ def test_an_unknown_character_is_a_user_error_naming_characters(service):
     with pytest.raises(UserError) as e:
         service.request({**BASE, "characters": ["Nobody"]})
     assert e.value.field == "characters" and "Nobody" in str(e.value)
+
+
+def test_png_info_send_restores_the_character_choice():
+    from webui.ui.pnginfo import send_fields
+
+    line = "Steps: 1, Sampler: Euler, Seed: 7, Size: 64x64"
+    assert send_fields(f'portrait\n{line}, Character: "Mira, Tom"')["characters"] == ["Mira", "Tom"]
+    assert send_fields(f"portrait\n{line}")["characters"] == []  # made without: the choice is cleared
+
+
+def test_every_generation_tab_has_the_characters_field(service):
+    import gradio as gr
+
+    from webui.ui import build_ui
+
+    demo = build_ui(service)
+    tables = {fn.api_name: fn.fn.fields for fn in demo.fns.values()
+              if getattr(fn, "api_name", None) in ("txt2img", "img2img", "inpaint") and hasattr(fn.fn, "fields")}
+    assert set(tables) == {"txt2img", "img2img", "inpaint"}
+    for table in tables.values():
+        assert isinstance(table["characters"], gr.Dropdown) and table["characters"].multiselect

@@ -43,6 +43,11 @@ class ServiceCharacters:
                     continue
         return out
 
+    def character_image_files(self, name: str) -> list:
+        """Paths of the character's reference images that are there (for the UI's editor)."""
+        store, char = self.character_store, self.character(name)
+        return [p for p in (store.image_path(char, image) for image in char.images) if p is not None]
+
     def character_warnings(self, name: str) -> list[str]:
         """What the character needs and is missing: LoRA files, images, the IP-Adapter model."""
         char = self.character(name)

@@ -11,6 +11,7 @@ from ..imaging.images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, unit_fields
+from . import character_panel
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
 from .fields import handler
@@ -30,6 +31,7 @@ def denoising_slider(tab: str, value: float = 0.75) -> gr.Slider:
 def build(service, shared) -> Controls:
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("img2img", service)
+    characters = character_panel.build(service, "img2img")
     with gr.Row():
         with gr.Column(scale=1):
             image = image_upload(t("img2img_image"), height=420, elem_id="img2img_image")
@@ -44,7 +46,7 @@ def build(service, shared) -> Controls:
                      image=image, controlnet=cn)
 
     settings = {"prompt": prompt, "negative_prompt": negative, **sampling_fields(s), "denoising_strength": denoising,
-                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, **cn}
+                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, "characters": characters, **cn}
     c.fields = {"init_image": image, **settings}
 
     def img2img(request, progress, init_image, **values):

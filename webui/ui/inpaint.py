@@ -13,6 +13,7 @@ from ..imaging.images import combine_masks, editor_mask, load_mask, load_upload,
 from ..request import MASK_PRESETS, MASKED_CONTENT
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, unit_fields
+from . import character_panel
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
 from .fields import handler
@@ -51,6 +52,7 @@ def mask_layer(service, value, preset: str) -> tuple[dict, str]:
 def build(service, shared) -> Controls:
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("inpaint", service)
+    characters = character_panel.build(service, "inpaint")
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
@@ -96,7 +98,7 @@ def build(service, shared) -> Controls:
                 "mask_blur": mask_blur, "inpainting_fill": fill, "inpaint_full_res": area,
                 "inpaint_full_res_padding": padding, "inpainting_mask_invert": mask_mode, "resize_mode": resize_mode,
                 **{f"outpaint_{side}": slider for side, slider in sides.items()},
-                "sd_model_checkpoint": shared.checkpoint, **cn}
+                "sd_model_checkpoint": shared.checkpoint, "characters": characters, **cn}
     outputs = [gallery, info, state]
 
     def run(init, mask, values, request, progress):
