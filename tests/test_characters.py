@@ -192,10 +192,19 @@ def test_a_missing_lora_or_image_warns_and_still_generates(service):
     assert service.generate(req).images
 
 
-def test_an_unknown_character_is_a_user_error_naming_characters(service):
+def test_an_unknown_character_is_a_user_error_naming_characters(service, tmp_path):
     with pytest.raises(UserError) as e:
         service.request({**BASE, "characters": ["Nobody"]})
     assert e.value.field == "characters" and "Nobody" in str(e.value)
+    # a folder linked in from elsewhere is not a character
+    shutil.copytree(service.settings.characters_dir / "Mira", tmp_path / "Elsewhere")
+    (service.settings.characters_dir / "Linked").symlink_to(tmp_path / "Elsewhere")
+    try:
+        with pytest.raises(UserError, match="Unknown character 'Linked'"):
+            service.request({**BASE, "characters": ["Linked"]})
+        assert "Linked" not in service.characters()
+    finally:
+        (service.settings.characters_dir / "Linked").unlink()
 
 
 def test_png_info_send_restores_the_character_choice():

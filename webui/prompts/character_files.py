@@ -90,7 +90,7 @@ class CharacterStore:
 
     def get(self, name: str) -> Character:
         folder = self._dir(name)
-        if not (folder / JSON_NAME).is_file():
+        if folder.is_symlink() or not (folder / JSON_NAME).is_file():  # a link may point anywhere
             raise UserError(f"Unknown character {name!r}.", field=FIELD)
         return self._read(folder)
 
