@@ -1,5 +1,5 @@
 """Characters on txt2img as an artist makes one: open the editor, name it, upload a reference
-photo, save, pick it, generate, and read "Character: <name>" in the infotext. Runs its own
+photo, save, pick it, generate, read "Character: <name>" in the infotext, and send it to img2img. Runs its own
 in-process app whose models folder has a LoRA and a tiny IP-Adapter."""
 
 from __future__ import annotations
@@ -78,5 +78,9 @@ def test_create_pick_and_generate_with_a_character(browser, character_app, tmp_p
         expect(info).to_have_value(re.compile(r"Character: Mira"), timeout=WAIT)
         expect(info).to_have_value(re.compile(r"portrait, mira woman, <lora:face:0\.8>"))
         expect(info).to_have_value(re.compile(r"IP-Adapter 0: "))
+        # Send to img2img carries the character choice (and the prompt, which is not expanded twice).
+        page.locator("#txt2img_send_to_img2img").click()
+        expect(page.locator("#img2img_characters")).to_contain_text("Mira")
+        expect(page.locator("#img2img_prompt textarea")).to_have_value(re.compile(r"^portrait, mira woman"))
     finally:
         ctx.close()
