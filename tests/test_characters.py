@@ -226,3 +226,12 @@ def test_every_generation_tab_has_the_characters_field(service):
     assert set(tables) == {"txt2img", "img2img", "inpaint"}
     for table in tables.values():
         assert isinstance(table["characters"], gr.Dropdown) and table["characters"].multiselect
+
+
+def test_the_editor_reads_loras_with_weights():
+    from webui.ui.character_panel import parse_loras
+
+    assert parse_loras("face:0.8, light") == [{"name": "face", "weight": 0.8}, {"name": "light", "weight": 1.0}]
+    assert parse_loras(" , ") == []
+    with pytest.raises(UserError, match="name:weight"):
+        parse_loras("face:strong")
