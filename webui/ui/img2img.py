@@ -31,12 +31,12 @@ def denoising_slider(tab: str, value: float = 0.75) -> gr.Slider:
 def build(service, shared) -> Controls:
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("img2img", service)
-    characters = character_panel.build(service, "img2img")
     with gr.Row():
         with gr.Column(scale=1):
             image = image_upload(t("img2img_image"), height=420, elem_id="img2img_image")
             resize_mode = resize_mode_radio("img2img")
             denoising = denoising_slider("img2img")
+            characters = character_panel.build(service, "img2img")  # below the picture
             s = sampling_controls("img2img", limits)
             cn = controlnet_accordion("img2img", service)
         with gr.Column(scale=1):

@@ -52,7 +52,6 @@ def mask_layer(service, value, preset: str) -> tuple[dict, str]:
 def build(service, shared) -> Controls:
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("inpaint", service)
-    characters = character_panel.build(service, "inpaint")
     with gr.Row():
         with gr.Column(scale=1):
             editor = gr.ImageEditor(
@@ -86,6 +85,7 @@ def build(service, shared) -> Controls:
                     sides = {side: gr.Slider(0, 1024, value=0, step=8, label=t(f"outpaint_{side}"),
                                              elem_id=f"inpaint_outpaint_{side}")
                              for side in OUTPAINT_SIDES}
+            characters = character_panel.build(service, "inpaint")  # below the picture
             s = sampling_controls("inpaint", limits)
             cn = controlnet_accordion("inpaint", service, note="controlnet_inpaint_note")
         with gr.Column(scale=1):
