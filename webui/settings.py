@@ -51,6 +51,7 @@ class Settings:
     auth: tuple[tuple[str, str], ...] = ()
     models_dir: Path = Path("models")
     outputs_dir: Path = Path("outputs")
+    characters_dir: Path = Path("characters")  # saved characters, one folder each
     embeddings_dir: Path | None = None  # None: A1111's embeddings/ next to the models folder, and models/embeddings
     model: str | None = None
     device: str = "auto"
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", default=_env("AUTH"), help="user:pass[,user2:pass2] or a file with one pair per line")
     p.add_argument("--models-dir", default=_env("MODELS_DIR", "models"), help="A1111-layout models folder")
     p.add_argument("--outputs-dir", default=_env("OUTPUTS_DIR", "outputs"))
+    p.add_argument("--characters-dir", default=_env("CHARACTERS_DIR", "characters"),
+                   help="saved characters (one folder each)")
     p.add_argument("--embeddings-dir", default=_env("EMBEDDINGS_DIR"),
                    help="textual-inversion embeddings (default: embeddings/ next to the models folder, "
                         "and models/embeddings)")
@@ -201,7 +204,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
     offload = "sequential" if a.lowvram else "model" if a.medvram else a.offload
     return Settings(
         host=a.host, port=a.port, share=a.share, auth=parse_auth(a.auth),
-        models_dir=Path(a.models_dir), outputs_dir=Path(a.outputs_dir), model=a.model,
+        models_dir=Path(a.models_dir), outputs_dir=Path(a.outputs_dir), characters_dir=Path(a.characters_dir), model=a.model,
         embeddings_dir=Path(a.embeddings_dir) if a.embeddings_dir else None,
         device=a.device, dtype=a.dtype, demo=a.demo, api=not a.no_api,
         device_cache=max(1, a.device_cache), cpu_cache=max(0, a.cpu_cache), limits=limits,

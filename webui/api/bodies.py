@@ -57,6 +57,8 @@ class Txt2ImgBody(BaseModel):
         None, description="IP-Adapter reference images: [{model, image (base64), weight}]")
     infotext: str | None = Field(None, description="A1111 parameters text: fills the fields it names that the "
                                  "body does not set (never the model)")
+    characters: list[str] | None = Field(
+        None, description="saved character names: their trigger words, LoRAs and reference images are added")
 
 
 class Img2ImgBody(Txt2ImgBody):

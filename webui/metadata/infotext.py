@@ -85,6 +85,11 @@ def parse_hash_list(text: str) -> dict[str, str]:
     return result
 
 
+def _to_names(text: str) -> list[str]:
+    """"Alice, Bob" (the "Character" key: names never hold commas) -> ["Alice", "Bob"]."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def _to_list(text: str) -> list[str]:
     stripped = text.strip()
     if stripped.startswith("["):
@@ -128,6 +133,7 @@ _SIMPLE_FIELDS: dict[str, tuple[str, object]] = {
     "Style": ("styles", _to_list),
     "Styles": ("styles", _to_list),
     "Preset": ("preset", str),
+    "Character": ("characters", _to_names),
     "Version": ("version", str),
     "Eta": ("eta", _to_float),
 }
@@ -188,7 +194,7 @@ def infotext_to_fields(parsed: Mapping[str, str] | str) -> dict[str, object]:
     inpaint_full_res_padding, inpainting_fill, inpainting_mask_invert, tiling,
     restore_faces, plus hints: sd_model_checkpoint / sd_model_name (the "Model" name),
     sd_model_hash, sd_vae, sd_vae_hash, lora_hashes / ti_hashes ({name: hash}), styles
-    (list), preset, version, eta. Keys that are unknown, or whose value does not convert,
+    (list), preset, characters (list), version, eta. Keys that are unknown, or whose value does not convert,
     are kept as strings in `extra` under their infotext names.
     """
     if isinstance(parsed, str):

@@ -67,6 +67,7 @@ _KNOWN_EXTRA_KEYS: tuple[str, ...] = (
     "Styles array",
     "Style",
     "Preset",
+    "Character",
 )
 
 _TRAILING_KEYS: tuple[str, ...] = ("Version", "User")

@@ -17,7 +17,7 @@ from ..settings import Limits
 from ..validate import number
 
 FIELD = "ip_adapters"
-MAX_ADAPTERS = 3
+MAX_ADAPTERS = 4  # a character brings up to 4 references
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from ..prompts.presets import Preset, find_preset, normalize_family
 from ..prompts.prompting import expand_prompts
 from .ratelimit import RateLimiter
 from ..request import GenerationRequest, build_request, check_prompt_lengths
+from .service_characters import ServiceCharacters
 from .service_jobs import ServiceJobs
 from .service_tools import ServiceTools
 from .service_options import ServiceOptions
@@ -45,7 +46,7 @@ from ..validate import check_fields
 log = logging.getLogger(__name__)
 
 # Fields Service.prepare reads itself (build_request never sees them).
-_OWN_FIELDS = ("preset", "translated_prompt", "translated_negative_prompt", "translated_from")
+_OWN_FIELDS = ("preset", "characters", "translated_prompt", "translated_negative_prompt", "translated_from")
 
 DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloured noise. It is here "
                "to try the interface. Put a real checkpoint in models/Stable-diffusion (or start with "
@@ -53,7 +54,7 @@ DEMO_NOTICE = ("Demo mode: the loaded model has random weights and draws coloure
 
 
 @dataclass
-class Service(ServiceJobs, ServiceTools, ServiceOptions):
+class Service(ServiceJobs, ServiceTools, ServiceOptions, ServiceCharacters):
     settings: Settings
     catalog: Catalog
     manager: PipelineManager
@@ -132,8 +133,9 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions):
         Beyond the A1111 fields this reads `preset` (a preset name: its template wraps the prompt,
         and it fills every field the caller did not send), `translated_prompt` /
         `translated_negative_prompt` (the artist's edited English) with `translated_from` (the
-        prompt that English was made for; a stale one is ignored). Returns the request and notes
-        for the artist (translation problems).
+        prompt that English was made for; a stale one is ignored), `characters` (names: their text,
+        LoRA tags and reference images are added; service_characters.py). Returns the request and notes
+        for the artist (translation problems, what a character is missing).
         """
         fields = self.request_options(fields)  # CLIP_stop_at_last_layers, sd_vae (override_settings)
         check_fields({k: fields[k] for k in _OWN_FIELDS if k in fields})  # build_request checks the rest
@@ -143,6 +145,7 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions):
         made_for = fields.pop("translated_from", None)
         if made_for is not None and made_for != (fields.get("prompt") or ""):
             override = override_neg = None  # the prompt changed after the preview
+        characters, char_notes = self.expand_characters(fields)  # infotext text peeled, images added
         if preset is not None:
             for key, value in preset.to_request_fields(self.family()).items():
                 if fields.get(key) is None:
@@ -152,15 +155,16 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions):
                              preset=preset, translator=self.translator,
                              translated_prompt=override if isinstance(override, str) else None,
                              translated_negative_prompt=override_neg if isinstance(override_neg, str) else None)
-        req = replace(req, prompt=exp.prompt, negative_prompt=exp.negative_prompt,
-                      extra_params=tuple(exp.infotext_params) + req.extra_params)
+        pos, neg, char_params = self.append_characters(exp.prompt, exp.negative_prompt, characters)
+        req = replace(req, prompt=pos, negative_prompt=neg,
+                      extra_params=tuple(exp.infotext_params) + tuple(char_params) + req.extra_params)
         check_prompt_lengths(req, self.settings.limits.max_prompt_chars)
         if req.mask_preset:  # the mask found in the picture, united with any drawn one
             req = replace(req, mask=preset_mask(req.init_image, req.mask_preset, req.mask))
         # The one gate before the GPU queue (UI, REST, Extras' face pass): uploads x batch x
         # count must fit the server's memory budget.
         check_request(req, self.settings.limits.max_request_bytes)
-        return req, exp.notes
+        return req, char_notes + exp.notes
 
     def preset(self, name: str | None) -> Preset | None:
         """The preset called `name` (English or Chinese name, label or file id); None for none."""

@@ -291,15 +291,18 @@ def wire_send_to(sources, target: str, dest: Controls, tabs: gr.Tabs, fill_image
             units, skipped = restore_updates(f, dest.controlnet, models_dir)
             warn_left_unchanged(skipped)
             keep = gr.update()
+            chosen = [f.get("characters", [] if "steps" in f else keep)] if characters else []
             return (fill_image(path), f.get("prompt", keep), f.get("negative_prompt", keep),
                     f.get("sampler_name", keep), f.get("scheduler", keep), f.get("steps", keep),
                     f.get("cfg_scale", keep), f.get("seed", keep), f.get("width", keep), f.get("height", keep),
-                    *units, gr.Tabs(selected=target))
+                    *units, *chosen, gr.Tabs(selected=target))
 
+        characters = [dest.fields["characters"]] if "characters" in dest.fields else []  # character_panel
         src.send[target].click(
             send, [src.gallery, src.selected, src.info_state],
             [dest.image, dest.prompt, dest.negative_prompt, dest.sampler_name, dest.scheduler, dest.steps,
-             dest.cfg_scale, dest.seed, dest.width, dest.height, *dest.controlnet.values(), tabs], **PRIVATE)
+             dest.cfg_scale, dest.seed, dest.width, dest.height, *dest.controlnet.values(), *characters, tabs],
+            **PRIVATE)
 
 
 def wire_seed_buttons(c: Controls, dice: gr.Button, reuse: gr.Button) -> None:

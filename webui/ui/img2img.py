@@ -11,6 +11,7 @@ from ..imaging.images import load_upload
 from ..request import RESIZE_MODES
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, unit_fields
+from . import character_panel
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel,
                      sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
 from .fields import handler
@@ -36,6 +37,7 @@ def build(service, shared) -> Controls:
             image = image_upload(t("img2img_image"), height=420, elem_id="img2img_image")
             resize_mode = resize_mode_radio("img2img")
             denoising = denoising_slider("img2img")
+            characters = character_panel.build(service, "img2img")  # below the picture
             s = sampling_controls("img2img", limits)
             cn = controlnet_accordion("img2img", service)
             xyz = xyz_panel.xyz_controls("img2img")
@@ -46,7 +48,7 @@ def build(service, shared) -> Controls:
                      image=image, controlnet=cn)
 
     settings = {"prompt": prompt, "negative_prompt": negative, **sampling_fields(s), "denoising_strength": denoising,
-                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, **cn, **xyz}
+                "resize_mode": resize_mode, "sd_model_checkpoint": shared.checkpoint, "characters": characters, **cn, **xyz}
     c.fields = {"init_image": image, **settings}
 
     def img2img(request, progress, init_image, **values):

@@ -13,6 +13,7 @@ from ..imaging.images import combine_masks, editor_mask, load_mask, load_upload,
 from ..request import MASK_PRESETS, MASKED_CONTENT
 from ..i18n import t
 from .controlnet_panel import controlnet_accordion, unit_fields
+from . import character_panel
 from .common import (GPU, PRIVATE, api_file, Controls, image_upload, prompt_row, results_panel, run_generation,
                      sampling_controls, sampling_fields, send_row, tab_controls, wire_send_to)
 from .fields import handler
@@ -84,6 +85,7 @@ def build(service, shared) -> Controls:
                     sides = {side: gr.Slider(0, 1024, value=0, step=8, label=t(f"outpaint_{side}"),
                                              elem_id=f"inpaint_outpaint_{side}")
                              for side in OUTPAINT_SIDES}
+            characters = character_panel.build(service, "inpaint")  # below the picture
             s = sampling_controls("inpaint", limits)
             cn = controlnet_accordion("inpaint", service, note="controlnet_inpaint_note")
         with gr.Column(scale=1):
@@ -96,7 +98,7 @@ def build(service, shared) -> Controls:
                 "mask_blur": mask_blur, "inpainting_fill": fill, "inpaint_full_res": area,
                 "inpaint_full_res_padding": padding, "inpainting_mask_invert": mask_mode, "resize_mode": resize_mode,
                 **{f"outpaint_{side}": slider for side, slider in sides.items()},
-                "sd_model_checkpoint": shared.checkpoint, **cn}
+                "sd_model_checkpoint": shared.checkpoint, "characters": characters, **cn}
     outputs = [gallery, info, state]
 
     def run(init, mask, values, request, progress):

@@ -55,6 +55,8 @@ def send_fields(text: str) -> dict:
     fields = infotext_to_fields(text)
     if "steps" in fields and "enable_hr" not in fields:
         fields["enable_hr"] = False  # a full infotext without hires keys was made without it
+    if "steps" in fields:
+        fields.setdefault("characters", [])  # likewise without a Character key: no character
     return fields
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 from ..i18n import t
 
-from . import lora_browser, presets_panel, xyz_panel
+from . import character_panel, lora_browser, presets_panel, xyz_panel
 from .controlnet_panel import controlnet_accordion, unit_fields
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel,
                      sampling_controls, sampling_fields, send_row, tab_controls)
@@ -18,6 +18,7 @@ def build(service, shared) -> Controls:
     limits = service.settings.limits
     prompt, negative, generate = prompt_row("txt2img", service)
     extras = presets_panel.build(service, "txt2img")
+    characters = character_panel.build(service, "txt2img")
     lora_browser.build(service, prompt, negative, "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
@@ -38,6 +39,7 @@ def build(service, shared) -> Controls:
 
     c.fields = {"prompt": prompt, "negative_prompt": negative, **sampling_fields(s),
                 "sd_model_checkpoint": checkpoint, **hr, **fd, "styles": extras.styles, "preset": extras.preset,
+                "characters": characters,
                 "translated_prompt": extras.translated_prompt,
                 "translated_negative_prompt": extras.translated_negative_prompt,
                 "translated_from": extras.translated_from, "clip_skip": clip_skip, "sd_vae": shared.sd_vae, **cn, **xyz}
