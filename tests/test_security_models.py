@@ -288,7 +288,7 @@ def test_rest_requests_naming_a_link_out_are_4xx_naming_the_field(http, tree):
             assert 400 <= r.status_code < 500 and r.json()["field"] == "sd_model_checkpoint", r.text
         for name in ("escape.safetensors", "escpipe", "mixed"):
             r = http.post(f"{API}/txt2img", json={**BASE, "override_settings": {"sd_vae": name}})
-            assert 400 <= r.status_code < 500 and r.json()["field"] == "sd_vae", r.text
+            assert 400 <= r.status_code < 500 and r.json()["field"] == "override_settings.sd_vae", r.text
 
 
 def test_controlnet_name_never_resolves_against_the_working_directory(service, tree, tmp_path, monkeypatch):
