@@ -15,13 +15,13 @@ from .base import Extension
 
 
 class VaeCache:
-    def __init__(self, library, device: torch.device, dtype: torch.dtype, size: int = 2):
-        self.library, self.device, self.dtype, self.size = library, device, dtype, size
+    def __init__(self, vae_files, device: torch.device, dtype: torch.dtype, size: int = 2):
+        self.vae_files, self.device, self.dtype, self.size = vae_files, device, dtype, size
         self._items: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
 
     def get(self, name: str, like) -> tuple[torch.nn.Module, dict]:
         """The VAE named `name` for a checkpoint whose VAE is `like`, and its infotext keys."""
-        vf = self.library.find(name)
+        vf = self.vae_files.find(name)
         key = (str(vf.path), vf.stamp, tuple(like.config.block_out_channels), like.config.latent_channels,
                like.config.scaling_factor)
         vae = self._items.get(key)
@@ -31,7 +31,7 @@ class VaeCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         self._items.move_to_end(key)
-        return vae, {"VAE hash": self.library.short_hash(vf), "VAE": vf.name}
+        return vae, {"VAE hash": self.vae_files.short_hash(vf), "VAE": vf.name}
 
     def values(self) -> list[torch.nn.Module]:
         return list(self._items.values())
