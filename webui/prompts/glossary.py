@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from webui.prompts.cjk_text import clean_output
+from webui.prompts import zh_dictionary, zh_segment
+from webui.prompts.cjk_text import CJK_RE, clean_output
 
 GLOSSARY_PATH = Path(__file__).with_name("glossary_zh.json")
 
@@ -44,6 +45,7 @@ _NUM_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 
 _IRREGULAR_PLURALS = {"woman": "women", "man": "men", "child": "children", "person": "people",
                       "elderly person": "elderly people", "fish": "fish", "sheep": "sheep"}
 _COUNT_TAGS = {"girl": "girl", "boy": "boy"}  # 1girl, 2girls ...
+_SUFFIX_TAGS = {"style"}  # joined to the word before it, without a comma
 
 
 def _parse_cn_number(s: str) -> int | None:
@@ -160,16 +162,22 @@ class GlossaryTranslator:
             [len(k) for k in self.entries]
             + [len(k) for k in (*_AND_WORDS, *_DROP_WORDS, *_POSTPOSITIONS, *_QTY_WORDS)]
         )
+        # jieba learns every curated phrase so that they stay whole.
+        self._words = frozenset([*self.entries, *_AND_WORDS, *_DROP_WORDS, *_POSTPOSITIONS,
+                                 *_QTY_WORDS, *_DE_WORDS])
 
     def __len__(self) -> int:
         return len(self.entries)
 
     # -- segmentation -----------------------------------------------------------------------
 
-    def _lookup(self, text: str, i: int) -> tuple[int, _Tok | None] | None:
-        """Longest word starting at ``i``: (length, token or None for a dropped word)."""
+    def _lookup(self, text: str, i: int, ends: dict | None = None) -> tuple[int, _Tok | None] | None:
+        """Longest word starting at ``i`` (ending where a word of ``ends`` starts, if given):
+        (length, token or None for a dropped word)."""
         best: tuple[int, _Tok | None] | None = None
         for length in range(min(self._max_len, len(text) - i), 0, -1):
+            if ends is not None and i + length not in ends and i + length != len(text):
+                continue
             w = text[i:i + length]
             if w in self.entries:
                 en, pos = self.entries[w]
@@ -188,7 +196,36 @@ class GlossaryTranslator:
                 return best
         return None
 
+    def _dictionary(self, word: str) -> tuple[int, _Tok | None] | None:
+        """A CC-CEDICT word as a token (None token: a particle to drop)."""
+        if not CJK_RE.match(word):
+            return None
+        entry = zh_dictionary.word_entry(word, zh_segment.tag(word, self._words))
+        if entry is None:
+            return None
+        return (len(word), None) if entry[1] == "drop" else (len(word), _Tok(entry[1], entry[0], word))
+
+    def _word_at(self, text: str, i: int, starts: dict[int, str], found):
+        """Glossary first, whole words of the segmentation second, then CC-CEDICT."""
+        word = starts.get(i)
+        if word is None:  # inside a segmented word the glossary found nothing for
+            return found or self._dictionary(text[i])
+        if found is not None and found[0] == len(word):
+            return found
+        bounded = self._lookup(text, i, starts)
+        if bounded is not None and bounded[0] >= len(word):
+            return bounded
+        best = bounded or found
+        # The longest dictionary word inside this one ("中年" of "中年男人") beats a shorter match.
+        for length in range(len(word), (best[0] if best else 0), -1):
+            if length > 1 or best is None:
+                entry = self._dictionary(word[:length])
+                if entry is not None:
+                    return entry
+        return best
+
     def _tokenize(self, text: str) -> list[_Tok]:
+        starts = zh_segment.word_starts(text, self._words)
         toks: list[_Tok] = []
         unk: list[str] = []
         i = 0
@@ -216,6 +253,8 @@ class GlossaryTranslator:
             if m and (n := _parse_cn_number(m.group(1))) is not None:
                 special = (m.end() - i, _Tok("qty", "", m.group(0), count=n))
             found = self._lookup(text, i)
+            if special is None and starts:
+                found = self._word_at(text, i, starts, found)
             if special and (found is None or special[0] > found[0]):
                 flush_unknown()
                 toks.append(special[1])
@@ -309,6 +348,8 @@ class GlossaryTranslator:
                 out = text
             elif u.join_and:
                 out += f" {u.join_and} {text}"
+            elif u.kind == "tag" and u.head in _SUFFIX_TAGS and not u.mods and not u.qty:
+                out += f" {text}"  # "水墨画风格" -> "ink wash painting style"
             elif prev.kind == "verb" or (
                 prev.kind in ("noun", "unk") and u.kind in ("noun", "unk") and not u.qty
             ):
@@ -343,7 +384,7 @@ class GlossaryTranslator:
         return self._render(before + after)
 
     def translate(self, text: str) -> str:
-        text = (text or "").strip()
+        text = zh_dictionary.to_simplified((text or "").strip())
         if not text:
             return ""
         return self._translate_clause(self._tokenize(text))
