@@ -77,6 +77,19 @@ def test_kana_emoji_and_rare_characters_are_kept_and_named(glossary):
     assert r.english == "1girl, smile ✨" and r.warnings == ["Emoji and symbols kept as typed: ✨"]
 
 
+def test_japanese_is_kept_whole(glossary):
+    r = translate_prompt("女の子 长发，風格", glossary)
+    assert r.english == "女の子 long hair, style"
+    assert r.warnings == ["Not translated, kept as typed: 女の子"]
+
+
+def test_traditional_conversion_leaves_simplified_words_alone(glossary):
+    # Only characters no simplified word uses are converted (皙 and 座 are not 晰 and 坐).
+    assert [w for w in glossary.entries if zh_dictionary.to_simplified(w) != w] == []
+    assert zh_dictionary.to_simplified("長髮，皺紋，攝影，頭髮") == "长发，皱纹，摄影，头发"
+    assert glossary.translate("白皙的皮肤") == "fair skin"
+
+
 def test_long_prompt_finishes_in_bounded_time(glossary):
     glossary.translate("风格")  # dictionaries loaded
     flat = "".join(p.replace("，", "") for p in zh_bench.read_prompts())

@@ -45,7 +45,8 @@ _NUM_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 
 _IRREGULAR_PLURALS = {"woman": "women", "man": "men", "child": "children", "person": "people",
                       "elderly person": "elderly people", "fish": "fish", "sheep": "sheep"}
 _COUNT_TAGS = {"girl": "girl", "boy": "boy"}  # 1girl, 2girls ...
-_SUFFIX_TAGS = {"style"}  # joined to the word before it, without a comma
+_SUFFIX_TAGS = {"style"}
+_KANA_RE = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")  # joined to the word before it, without a comma
 
 
 def _parse_cn_number(s: str) -> int | None:
@@ -385,9 +386,9 @@ class GlossaryTranslator:
 
     def translate(self, text: str) -> str:
         text = zh_dictionary.to_simplified((text or "").strip())
-        if not text:
-            return ""
-        return self._translate_clause(self._tokenize(text))
+        if _KANA_RE.search(text):  # Japanese (女の子) is kept whole, as typed, and reported
+            return " ".join(p if _KANA_RE.search(p) else self.translate(p) for p in text.split())
+        return self._translate_clause(self._tokenize(text)) if text else ""
 
     def translate_many(self, texts: Sequence[str]) -> list[str]:
         return [self.translate(t) for t in texts]

@@ -43,8 +43,10 @@ def _load() -> tuple[dict[str, list[tuple[str, tuple[str, ...]]]], dict[str, str
         return None
     index: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     pairs: dict[str, set[str]] = {}
+    simp_chars: set[str] = set()
     for entry in CcCedict().get_entries():
         trad, simp = entry["traditional"], entry["simplified"]
+        simp_chars.update(simp)
         row = (entry["pinyin"], tuple(d.strip() for d in entry["definitions"] if d.strip()))
         index.setdefault(simp, []).append(row)
         if trad != simp:
@@ -53,8 +55,7 @@ def _load() -> tuple[dict[str, list[tuple[str, tuple[str, ...]]]], dict[str, str
                 for a, b in zip(trad, simp):
                     if a != b:
                         pairs.setdefault(a, set()).add(b)
-    # Convert a character only where it has one simplified form and is never a simplified form.
-    simp_chars = {b for bs in pairs.values() for b in bs}
+    # Convert a character only where it has one simplified form and no simplified word uses it.
     table = {a: next(iter(bs)) for a, bs in pairs.items() if len(bs) == 1 and a not in simp_chars}
     return index, table
 
