@@ -1,6 +1,7 @@
-"""The offline Chinese -> English glossary translator: a portrait glossary (``glossary_zh.json``)
-with longest-match segmentation and a few grammar rules for 的/穿着/一个 ... (counts, ages,
-plurals, articles); unknown words are kept as they are and reported.
+"""The offline Chinese -> English translator: words cut by jieba (``zh_segment``), looked up in a
+portrait glossary (``glossary_zh.json``) first and CC-CEDICT (``zh_dictionary``) second, and a few
+grammar rules for 的/穿着/一个 ... (counts, ages, plurals, articles). Without jieba the glossary's
+longest match cuts the words; unknown words are kept as they are and reported.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ _NUM_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 
 _IRREGULAR_PLURALS = {"woman": "women", "man": "men", "child": "children", "person": "people",
                       "elderly person": "elderly people", "fish": "fish", "sheep": "sheep"}
 _COUNT_TAGS = {"girl": "girl", "boy": "boy"}  # 1girl, 2girls ...
-_SUFFIX_TAGS = {"style"}
-_KANA_RE = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")  # joined to the word before it, without a comma
+_SUFFIX_TAGS = {"style"}  # joined to the word before it, without a comma
+_KANA_RE = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
 
 
 def _parse_cn_number(s: str) -> int | None:
@@ -139,7 +140,7 @@ class _Unit:
 class GlossaryTranslator:
     """Offline zh->en translation of portrait prompt words.
 
-    Longest-match segmentation over the glossary, then small grammar rules:
+    jieba words (the glossary's longest match without jieba), then small grammar rules:
     "一个穿着红色汉服的女孩" -> "1girl, wearing red hanfu"; "红色和白色的汉服" ->
     "red and white hanfu"; "站在花海中" -> "standing in field of flowers"; "20岁" ->
     "20 years old". Unknown characters are kept as they are (translate_prompt reports them).
