@@ -47,6 +47,10 @@ def measure(translator=None) -> dict:
         left = HAN_RE.findall(english)
         if left:
             misses.append((p, english, "".join(dict.fromkeys(left))))
+    held_out = []
+    for p in read_prompts(HERE / "held_out.txt"):
+        english = translate_prompt(p, translator).english
+        held_out.append((p, english, "".join(dict.fromkeys(HAN_RE.findall(english)))))
     worst = [(zh, en, translator.translate(zh)) for zh, en in read_worst_cases()]
     # One 10,000-character run with no commas (the worst case: one text for the translator).
     flat = "".join(p.replace("，", "") for p in prompts)
@@ -54,7 +58,7 @@ def measure(translator=None) -> dict:
     start = time.perf_counter()
     translate_prompt(long_prompt, translator)
     long_s = time.perf_counter() - start
-    return {"prompts": len(prompts), "rows": rows, "misses": misses, "worst": worst,
+    return {"prompts": len(prompts), "rows": rows, "misses": misses, "worst": worst, "held_out": held_out,
             "share": (len(prompts) - len(misses)) / len(prompts), "long_s": long_s}
 
 
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fully translated: {fully}/{r['prompts']} = {r['share']:.1%}")
     for p, english, left in r["misses"]:
         print(f"  miss: {p} -> {english}   (left: {left})")
+    held = r["held_out"]
+    print(f"held-out set: {sum(not left for *_, left in held)}/{len(held)} fully translated")
+    for p, english, left in held:
+        print(f"  {'miss' if left else 'ok  '}: {p} -> {english}" + (f"   (left: {left})" if left else ""))
     ok = sum(got == want for _zh, want, got in r["worst"])
     print(f"worst split cases: {ok}/{len(r['worst'])} as expected")
     for zh, want, got in r["worst"]:

@@ -77,6 +77,14 @@ def test_kana_emoji_and_rare_characters_are_kept_and_named(glossary):
     assert r.english == "1girl, smile ✨" and r.warnings == ["Emoji and symbols kept as typed: ✨"]
 
 
+def test_dictionary_words_inside_a_longer_segment_and_traditional_zhe(glossary):
+    # jieba keeps 弹钢琴 whole; the glossary knows only 弹, CC-CEDICT knows 钢琴.
+    assert glossary.translate("弹钢琴的女孩") == "girl, playing piano"
+    # 著 after a verb is the particle 着 (穿著 is not CC-CEDICT's "attire").
+    assert glossary.translate("穿著西裝的年輕男子") == "young man, wearing suit"
+    assert zh_dictionary.to_simplified("著名") == "著名"
+
+
 def test_japanese_is_kept_whole(glossary):
     r = translate_prompt("女の子 长发，風格", glossary)
     assert r.english == "女の子 long hair, style"

@@ -207,27 +207,29 @@ class GlossaryTranslator:
             return None
         return (len(word), None) if entry[1] == "drop" else (len(word), _Tok(entry[1], entry[0], word))
 
-    def _word_at(self, text: str, i: int, starts: dict[int, str], found):
+    def _word_at(self, text: str, i: int, starts: dict[int, str], found, end: int):
         """Glossary first, whole words of the segmentation second, then CC-CEDICT."""
         word = starts.get(i)
-        if word is None:  # inside a segmented word the glossary found nothing for
-            return found or self._dictionary(text[i])
-        if found is not None and found[0] == len(word):
-            return found
-        bounded = self._lookup(text, i, starts)
-        if bounded is not None and bounded[0] >= len(word):
-            return bounded
-        best = bounded or found
-        # The longest dictionary word inside this one ("中年" of "中年男人") beats a shorter match.
-        for length in range(len(word), (best[0] if best else 0), -1):
-            if length > 1 or best is None:
-                entry = self._dictionary(word[:length])
+        if word is not None:
+            if found is not None and found[0] == len(word):
+                return found
+            bounded = self._lookup(text, i, starts)
+            if bounded is not None and bounded[0] >= len(word):
+                return bounded
+            found = bounded or found
+        # The longest dictionary word in what is left of this segmented word beats a shorter
+        # match: "中年" of "中年男人", "钢琴" of "弹钢琴".
+        piece = text[i:end]
+        for length in range(len(piece), (found[0] if found else 0), -1):
+            if length > 1 or found is None:
+                entry = self._dictionary(piece[:length])
                 if entry is not None:
                     return entry
-        return best
+        return found
 
     def _tokenize(self, text: str) -> list[_Tok]:
         starts = zh_segment.word_starts(text, self._words)
+        word_end = 0
         toks: list[_Tok] = []
         unk: list[str] = []
         i = 0
@@ -255,8 +257,9 @@ class GlossaryTranslator:
             if m and (n := _parse_cn_number(m.group(1))) is not None:
                 special = (m.end() - i, _Tok("qty", "", m.group(0), count=n))
             found = self._lookup(text, i)
+            word_end = i + len(starts[i]) if i in starts else word_end
             if special is None and starts:
-                found = self._word_at(text, i, starts, found)
+                found = self._word_at(text, i, starts, found, word_end)
             if special and (found is None or special[0] > found[0]):
                 flush_unknown()
                 toks.append(special[1])

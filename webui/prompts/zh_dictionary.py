@@ -70,9 +70,14 @@ def available() -> bool:
     return _index() is not None
 
 
+# 著 is also a simplified character (著名 famous); after a verb it is the particle 着.
+_ZHE_RE = re.compile("(?<=[穿戴拿握抱披帶带有留紮扎騎骑看望彈弹撐撑舉举背靠躺坐站笑閉闭睜睁])著")
+
+
 def to_simplified(text: str) -> str:
     loaded = _load()
     table = loaded[1] if loaded else {}
+    text = _ZHE_RE.sub("着", text) if table else text
     return "".join(table.get(ch, ch) for ch in text) if table else text
 
 
