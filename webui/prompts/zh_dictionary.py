@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from functools import lru_cache
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,17 @@ _PAREN_RE = re.compile(r"\s*\([^)]*\)")
 _ADJ_SUFFIX_RE = re.compile(r"(?:ic|al|ous|ful|ive|ish|less|ed|ing|ent|ant|able|ible|ly|y)$")
 
 
+_load_lock = threading.Lock()
+
+
+def _load():
+    """The dictionary, read once; two first prompts at the same time wait for one reading."""
+    with _load_lock:
+        return _read()
+
+
 @lru_cache(maxsize=1)
-def _load() -> tuple[dict[str, list[tuple[str, tuple[str, ...]]]], dict[str, str]] | None:
+def _read() -> tuple[dict[str, list[tuple[str, tuple[str, ...]]]], dict[str, str]] | None:
     """(word -> [(pinyin, glosses), ...] for simplified and traditional forms,
     traditional character -> simplified), or None without the package."""
     try:
