@@ -85,6 +85,15 @@ def test_dictionary_words_inside_a_longer_segment_and_traditional_zhe(glossary):
     assert zh_dictionary.to_simplified("著名") == "著名"
 
 
+def test_dictionary_sense_picking():
+    assert zh_dictionary.lookup("风格") == "style"
+    assert zh_dictionary.lookup("上海") == "Shanghai"  # a proper name: its capitalised words
+    assert zh_dictionary.lookup("帅") == "handsome"  # not "surname Shuai" nor "(bound form) ..."
+    assert zh_dictionary.lookup("故事") == "narrative"  # the reading with more senses, not "old practice"
+    assert zh_dictionary.lookup("肖像") == "portrait"  # "(painting, photo etc)" dropped
+    assert zh_dictionary.word_entry("吗", "y") == ("", "drop")  # a modal particle
+
+
 def test_japanese_is_kept_whole(glossary):
     r = translate_prompt("女の子 长发，風格", glossary)
     assert r.english == "女の子 long hair, style"

@@ -121,7 +121,9 @@ def lookup(word: str, verb: bool = False) -> str | None:
     rows = index.get(word) if index else None
     if not rows:
         return None
-    common = [senses for pinyin, senses in rows if not pinyin[:1].isupper()]
+    # The reading with the most senses first: 故事 gu4shi5 "story", not gu4shi4 "old practice".
+    common = sorted((senses for pinyin, senses in rows if not pinyin[:1].isupper()),
+                    key=lambda senses: -sum(map(_usable, senses)))
     proper = [senses for pinyin, senses in rows if pinyin[:1].isupper()]
     glosses = [g for senses in common for g in senses if _usable(g)]
     if glosses:
