@@ -108,9 +108,10 @@ def test_full_width_punctuation():
 
 
 def test_unknown_words_are_kept_and_reported(glossary):
-    r = translate_prompt("长发，饕餮纹，微笑", glossary)
-    assert r.english == "long hair, 饕餮纹, smile"
-    assert len(r.warnings) == 1 and "饕餮纹" in r.warnings[0]
+    # 𠀾 (a rare Extension B character) is in neither the glossary nor CC-CEDICT.
+    r = translate_prompt("长发，𠀾，微笑", glossary)
+    assert r.english == "long hair, 𠀾, smile"
+    assert len(r.warnings) == 1 and "𠀾" in r.warnings[0]
 
 
 def test_english_only_is_untouched(glossary):

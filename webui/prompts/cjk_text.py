@@ -84,3 +84,16 @@ def clean_output(text: str) -> str:
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"\s+,", ",", text)
     return text.strip(" ,.;!?\"'")
+
+
+# Emoji and other pictographs: CLIP's tokenizer reads them poorly; they are kept and named.
+_SYMBOL_RE = re.compile(
+    "[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\U0001fb00-\U0001fbff\ufe0f\u200d]+"
+)
+
+
+def symbol_warnings(text: str) -> list[str]:
+    """A warning naming the emoji/pictographs in ``text`` (kept as typed), or []."""
+    found = [m.group(0).replace("\ufe0f", "").replace("\u200d", "") for m in _SYMBOL_RE.finditer(text)]
+    found = [f for f in dict.fromkeys(found) if f]
+    return [f"Emoji and symbols kept as typed: {' '.join(found)}"] if found else []

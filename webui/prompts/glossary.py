@@ -1,6 +1,7 @@
-"""The offline Chinese -> English glossary translator: a portrait glossary (``glossary_zh.json``)
-with longest-match segmentation and a few grammar rules for 的/穿着/一个 ... (counts, ages,
-plurals, articles); unknown words are kept as they are and reported.
+"""The offline Chinese -> English translator: words cut by jieba (``zh_segment``), looked up in a
+portrait glossary (``glossary_zh.json``) first and CC-CEDICT (``zh_dictionary``) second, and a few
+grammar rules for 的/穿着/一个 ... (counts, ages, plurals, articles). Without jieba the glossary's
+longest match cuts the words; unknown words are kept as they are and reported.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from webui.prompts.cjk_text import clean_output
+from webui.prompts import zh_dictionary, zh_segment
+from webui.prompts.cjk_text import CJK_RE, clean_output
 
 GLOSSARY_PATH = Path(__file__).with_name("glossary_zh.json")
 
@@ -44,6 +46,8 @@ _NUM_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 
 _IRREGULAR_PLURALS = {"woman": "women", "man": "men", "child": "children", "person": "people",
                       "elderly person": "elderly people", "fish": "fish", "sheep": "sheep"}
 _COUNT_TAGS = {"girl": "girl", "boy": "boy"}  # 1girl, 2girls ...
+_SUFFIX_TAGS = {"style"}  # joined to the word before it, without a comma
+_KANA_RE = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
 
 
 def _parse_cn_number(s: str) -> int | None:
@@ -136,7 +140,7 @@ class _Unit:
 class GlossaryTranslator:
     """Offline zh->en translation of portrait prompt words.
 
-    Longest-match segmentation over the glossary, then small grammar rules:
+    jieba words (the glossary's longest match without jieba), then small grammar rules:
     "一个穿着红色汉服的女孩" -> "1girl, wearing red hanfu"; "红色和白色的汉服" ->
     "red and white hanfu"; "站在花海中" -> "standing in field of flowers"; "20岁" ->
     "20 years old". Unknown characters are kept as they are (translate_prompt reports them).
@@ -160,16 +164,22 @@ class GlossaryTranslator:
             [len(k) for k in self.entries]
             + [len(k) for k in (*_AND_WORDS, *_DROP_WORDS, *_POSTPOSITIONS, *_QTY_WORDS)]
         )
+        # jieba learns every curated phrase so that they stay whole.
+        self._words = frozenset([*self.entries, *_AND_WORDS, *_DROP_WORDS, *_POSTPOSITIONS,
+                                 *_QTY_WORDS, *_DE_WORDS])
 
     def __len__(self) -> int:
         return len(self.entries)
 
     # -- segmentation -----------------------------------------------------------------------
 
-    def _lookup(self, text: str, i: int) -> tuple[int, _Tok | None] | None:
-        """Longest word starting at ``i``: (length, token or None for a dropped word)."""
+    def _lookup(self, text: str, i: int, ends: dict | None = None) -> tuple[int, _Tok | None] | None:
+        """Longest word starting at ``i`` (ending where a word of ``ends`` starts, if given):
+        (length, token or None for a dropped word)."""
         best: tuple[int, _Tok | None] | None = None
         for length in range(min(self._max_len, len(text) - i), 0, -1):
+            if ends is not None and i + length not in ends and i + length != len(text):
+                continue
             w = text[i:i + length]
             if w in self.entries:
                 en, pos = self.entries[w]
@@ -188,7 +198,38 @@ class GlossaryTranslator:
                 return best
         return None
 
+    def _dictionary(self, word: str) -> tuple[int, _Tok | None] | None:
+        """A CC-CEDICT word as a token (None token: a particle to drop)."""
+        if not CJK_RE.match(word):
+            return None
+        entry = zh_dictionary.word_entry(word, zh_segment.tag(word, self._words))
+        if entry is None:
+            return None
+        return (len(word), None) if entry[1] == "drop" else (len(word), _Tok(entry[1], entry[0], word))
+
+    def _word_at(self, text: str, i: int, starts: dict[int, str], found, end: int):
+        """Glossary first, whole words of the segmentation second, then CC-CEDICT."""
+        word = starts.get(i)
+        if word is not None:
+            if found is not None and found[0] == len(word):
+                return found
+            bounded = self._lookup(text, i, starts)
+            if bounded is not None and bounded[0] >= len(word):
+                return bounded
+            found = bounded or found
+        # The longest dictionary word in what is left of this segmented word beats a shorter
+        # match: "中年" of "中年男人", "钢琴" of "弹钢琴".
+        piece = text[i:end]
+        for length in range(len(piece), (found[0] if found else 0), -1):
+            if length > 1 or found is None:
+                entry = self._dictionary(piece[:length])
+                if entry is not None:
+                    return entry
+        return found
+
     def _tokenize(self, text: str) -> list[_Tok]:
+        starts = zh_segment.word_starts(text, self._words)
+        word_end = 0
         toks: list[_Tok] = []
         unk: list[str] = []
         i = 0
@@ -216,6 +257,9 @@ class GlossaryTranslator:
             if m and (n := _parse_cn_number(m.group(1))) is not None:
                 special = (m.end() - i, _Tok("qty", "", m.group(0), count=n))
             found = self._lookup(text, i)
+            word_end = i + len(starts[i]) if i in starts else word_end
+            if special is None and starts:
+                found = self._word_at(text, i, starts, found, word_end)
             if special and (found is None or special[0] > found[0]):
                 flush_unknown()
                 toks.append(special[1])
@@ -309,6 +353,8 @@ class GlossaryTranslator:
                 out = text
             elif u.join_and:
                 out += f" {u.join_and} {text}"
+            elif u.kind == "tag" and u.head in _SUFFIX_TAGS and not u.mods and not u.qty:
+                out += f" {text}"  # "水墨画风格" -> "ink wash painting style"
             elif prev.kind == "verb" or (
                 prev.kind in ("noun", "unk") and u.kind in ("noun", "unk") and not u.qty
             ):
@@ -343,10 +389,10 @@ class GlossaryTranslator:
         return self._render(before + after)
 
     def translate(self, text: str) -> str:
-        text = (text or "").strip()
-        if not text:
-            return ""
-        return self._translate_clause(self._tokenize(text))
+        text = zh_dictionary.to_simplified((text or "").strip())
+        if _KANA_RE.search(text):  # Japanese (女の子) is kept whole, as typed, and reported
+            return " ".join(p if _KANA_RE.search(p) else self.translate(p) for p in text.split())
+        return self._translate_clause(self._tokenize(text)) if text else ""
 
     def translate_many(self, texts: Sequence[str]) -> list[str]:
         return [self.translate(t) for t in texts]

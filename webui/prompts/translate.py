@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from webui.errors import UserError
-from webui.prompts.cjk_text import CJK, PROTECTED_RE, RUN_RE, clean_output, has_cjk, normalize_punctuation
+from webui.prompts.cjk_text import (CJK, PROTECTED_RE, RUN_RE, clean_output, has_cjk, normalize_punctuation,
+                                    symbol_warnings)
 from webui.prompts.glossary import GlossaryTranslator
 # make_translator looks find_cached_marian up in this module (tests replace it here).
 from webui.prompts.marian import MARIAN_REPO_ID, MarianTranslator, find_cached_marian
@@ -109,10 +110,10 @@ def translate_prompt(text: str, translator: Translator | None) -> TranslationRes
     for is_plain, piece in pieces:
         if is_plain:
             runs.extend(m.group(0) for m in RUN_RE.finditer(piece))
+    warnings: list[str] = symbol_warnings(normalized)
     if not runs:
-        return TranslationResult(original, normalized, [])
+        return TranslationResult(original, normalized, warnings)
 
-    warnings: list[str] = []
     unique = list(dict.fromkeys(runs))
     try:
         translated = _translate_runs(unique, translator)
