@@ -190,3 +190,25 @@ def test_unreachable_hub_and_broken_model_keep_the_glossary(hub_env, monkeypatch
     translator.download.path, translator.download.state = broken, "done"
     assert translate_prompt("红色头发", translator).english == "red hair"
     assert translator.current is translator.fallback
+
+
+def test_untranslated_words_are_highlighted_and_the_download_shown():
+    from webui.ui import translation_view as view
+
+    assert view.marks("red hair, 古风 girl, (微笑:1.2)") == [
+        ("red hair, ", None), ("古风", view.UNTRANSLATED), (" girl, (", None), ("微笑", view.UNTRANSLATED),
+        (":1.2)", None)]
+    assert view.marks("red hair") == [("red hair", None)] and view.marks("") == []
+
+    class _Service:
+        state = ("downloading", 40)
+
+        def translation_status(self):
+            return self.state
+
+    svc = _Service()
+    assert "40%" in view.status_text(svc) and "正在下载翻译模型" in view.status_text(svc)
+    svc.state = ("failed", 0)
+    assert "could not be downloaded" in view.status_text(svc)
+    svc.state = ("", 100)
+    assert view.status_text(svc) == ""
