@@ -212,3 +212,30 @@ def test_untranslated_words_are_highlighted_and_the_download_shown():
     assert "could not be downloaded" in view.status_text(svc)
     svc.state = ("", 100)
     assert view.status_text(svc) == ""
+
+
+def test_the_status_line_follows_a_running_download():
+    import gradio as gr
+
+    from webui.ui import translation_view as view
+
+    class _Service:
+        state = ("downloading", 10)
+
+        def translation_status(self):
+            return self.state
+
+    svc = _Service()
+    with gr.Blocks() as demo:
+        status = gr.Markdown("")
+        view.watch_download(svc, status)
+    timers = [b for b in demo.blocks.values() if isinstance(b, gr.Timer)]
+    assert len(timers) == 1
+    tick = next(fn.fn for fn in demo.fns.values() if (timers[0]._id, "tick") in fn.targets)
+    assert "10%" in tick()[0]
+    svc.state = ("", 100)
+    line, update = tick()
+    assert line == "" and update.active is False
+    with gr.Blocks() as idle:  # no download: no timer
+        view.watch_download(svc, gr.Markdown(""))
+    assert not [b for b in idle.blocks.values() if isinstance(b, gr.Timer)]

@@ -133,6 +133,7 @@ def wire(service, tab: str, extras: PromptExtras, prompt: gr.Textbox, negative: 
     for box in (prompt, negative):
         box.change(preview, [prompt, negative], outs, trigger_mode="always_last", show_progress="hidden",
                    **PRIVATE)
+    view.watch_download(service, extras.translation_status)
     # The translation and the artist's edits: the highlight follows what will be encoded.
     for english, marked in ((extras.translated_prompt, extras.marks),
                             (extras.translated_negative_prompt, extras.negative_marks)):

@@ -45,3 +45,16 @@ def build_marks(tab: str, name: str) -> gr.HighlightedText:
 
 def build_status(tab: str) -> gr.Markdown:
     return gr.Markdown("", elem_id=f"{tab}_translation_status")
+
+
+def watch_download(service, status: gr.Markdown) -> None:
+    """While the translation model downloads, refresh `status` every two seconds; then stop."""
+    if service.translation_status()[0] != "downloading":
+        return
+    timer = gr.Timer(2.0)
+
+    def tick():
+        line = status_text(service)
+        return line, gr.Timer(active=service.translation_status()[0] == "downloading")
+
+    timer.tick(tick, None, [status, timer], show_progress="hidden", api_visibility="private")
