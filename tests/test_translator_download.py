@@ -239,3 +239,19 @@ def test_the_status_line_follows_a_running_download():
     with gr.Blocks() as idle:  # no download: no timer
         view.watch_download(svc, gr.Markdown(""))
     assert not [b for b in idle.blocks.values() if isinstance(b, gr.Timer)]
+
+
+def test_demo_mode_never_downloads(hub_env, monkeypatch, tmp_path):
+    from webui.serving.service import Service
+    from webui.settings import Settings
+
+    hub = FakeHub(None)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    try:
+        svc = Service.create(Settings(models_dir=tmp_path / "m", outputs_dir=tmp_path / "o", device="cpu",
+                                      demo=True), load_model=False)
+        assert isinstance(svc.translator, GlossaryTranslator) and svc.translation_status() == ("", 0)
+        time.sleep(0.2)
+        assert hub.requests == []
+    finally:
+        hub.close()

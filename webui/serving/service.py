@@ -104,7 +104,8 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions, ServiceCharacters):
         rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         styles = load_style_library(style_places(settings.models_dir))
         presets, preset_problems = load_all_presets(settings.models_dir / "presets", styles.names())
-        translator, translator_problems = build_translator(settings.translator, settings.translator_download)
+        download = settings.translator_download and not settings.demo  # --demo promises no network
+        translator, translator_problems = build_translator(settings.translator, download)
         problems = [f"styles: {p}" for p in styles.problems] + [f"presets: {p}" for p in preset_problems]
         problems += translator_problems
         for p in problems:
