@@ -207,3 +207,40 @@ def test_bad_start_up_files_are_reported_not_fatal(tiny_models, tmp_path, monkey
     demo = build_ui(svc)
     shown = "\n".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
     assert "broken.json" in shown and "styles.csv" in shown
+
+
+def test_edited_english_is_encoded_and_recorded_beside_the_chinese(service):
+    """Both boxes: the artist's English is what the model reads and what the infotext says; the
+    Chinese as typed is kept beside it."""
+    prompt, negative = "红色头发的女孩, (微笑:1.2)", "模糊, lowres"
+    req, _ = service.prepare(dict(prompt=prompt, negative_prompt=negative, translated_prompt="a girl, copper hair",
+                                  translated_negative_prompt="blurry, lowres, text",
+                                  translated_from=prompt, **FAST))
+    assert (req.prompt, req.negative_prompt) == ("a girl, copper hair", "blurry, lowres, text")
+    params = saved_params(service.generate(req))
+    assert params["Prompt"] == "a girl, copper hair"
+    assert params["Negative prompt"] == "blurry, lowres, text"
+    assert params["Original prompt"] == prompt
+    assert params["Original negative prompt"] == negative
+
+
+def test_chinese_in_a_style_or_preset_template_is_translated(service):
+    """prompting.py step 4: a style or preset written in Chinese reaches the model in English, also
+    around the artist's own edited English; the infotext's Original prompt is only the artist's."""
+    from dataclasses import replace
+
+    from webui.prompts.glossary import GlossaryTranslator
+    from webui.prompts.prompting import expand_prompts
+    from webui.prompts.styles import Style, StyleLibrary
+
+    library = StyleLibrary([Style("Ink", prompt="{prompt}, 水墨", negative_prompt="模糊")])
+    preset = replace(next(iter(service.presets.values())), prompt="工笔, {prompt}")
+    glossary = GlossaryTranslator()
+    out = expand_prompts("1girl, smile", "lowres", styles=["Ink"], library=library, preset=preset,
+                         translator=glossary)
+    assert out.prompt == "gongbi, 1girl, smile, ink wash" and out.negative_prompt == "lowres, blurry"
+    assert "Original prompt" not in dict(out.infotext_params)
+    edited = expand_prompts("红色头发", "", styles=["Ink"], library=library, preset=preset, translator=glossary,
+                            translated_prompt="copper hair")
+    assert edited.prompt == "gongbi, copper hair, ink wash"
+    assert dict(edited.infotext_params)["Original prompt"] == "红色头发"

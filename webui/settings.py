@@ -63,6 +63,8 @@ class Settings:
     cpu_cache: int = 1
     # Chinese prompt translation: auto, glossary, marian, off, or a MarianMT model folder.
     translator: str = "auto"
+    # With translator auto and no cached MarianMT model: fetch it once in the background.
+    translator_download: bool = True
     limits: Limits = field(default_factory=Limits)
     # Live previews: "auto" (TAESD when its weights are in models/VAE-approx, else the linear
     # approximation), "approx", "taesd" or "off"; one preview every N steps (0 = none).
@@ -152,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--translator", default=_env("TRANSLATOR", "auto"),
                    help="Chinese prompts: auto (MarianMT if cached, else glossary), glossary, marian, off, "
                         "or a MarianMT model folder")
+    p.add_argument("--no-translator-download", dest="translator_download", action="store_false",
+                   default=(_env("TRANSLATOR_DOWNLOAD") or "1").strip().lower() not in ("0", "false", "no", "off"),
+                   help="with --translator auto, never download the MarianMT model in the background "
+                        "(env WEBUI_TRANSLATOR_DOWNLOAD=0)")
     for name, (flag, help_text) in LIMIT_FLAGS.items():
         default = getattr(Limits, name)
         env = flag[2:].replace("-", "_").upper()
@@ -211,6 +217,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         preview=a.preview, preview_every=max(0, a.preview_every), rate_limit=max(0, a.rate_limit),
         rate_limit_by=a.rate_limit_by, forwarded_allow_ips=a.forwarded_allow_ips.strip(),
         behind_proxy=bool(os.environ.get("SPACE_ID")), safety_filter=a.safety_filter, translator=a.translator,
+        translator_download=a.translator_download,
         fast=a.fast, warmup=a.warmup, compile_mode=a.compile_mode,
         compile_cache_dir=Path(a.compile_cache_dir) if a.compile_cache_dir else None,
         batching=not a.no_batching, offload=offload, vae_tiling=a.vae_tiling or a.lowvram or a.medvram,

@@ -40,6 +40,7 @@ from ..prompts.style_files import load_style_library, style_places
 from ..prompts.styles import StyleLibrary
 from ..prompts.glossary import GlossaryTranslator
 from ..prompts.translate import Translator, make_translator, translate_prompt
+from ..prompts.translator_download import download_status, with_download
 from ..models.vae import VaeFile
 from ..validate import check_fields
 
@@ -103,7 +104,8 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions, ServiceCharacters):
         rate = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         styles = load_style_library(style_places(settings.models_dir))
         presets, preset_problems = load_all_presets(settings.models_dir / "presets", styles.names())
-        translator, translator_problems = build_translator(settings.translator)
+        download = settings.translator_download and not settings.demo  # --demo promises no network
+        translator, translator_problems = build_translator(settings.translator, download)
         problems = [f"styles: {p}" for p in styles.problems] + [f"presets: {p}" for p in preset_problems]
         problems += translator_problems
         for p in problems:
@@ -176,6 +178,10 @@ class Service(ServiceJobs, ServiceTools, ServiceOptions, ServiceCharacters):
         """English for a prompt (unchanged when it has no CJK), and warnings: the UI's preview."""
         result = translate_prompt(text or "", self.translator)
         return result.english, result.warnings
+
+    def translation_status(self) -> tuple[str, int]:
+        """The MarianMT background download: ("downloading", percent), ("failed", 0) or ("", ...)."""
+        return download_status(self.translator)
 
     def find_mask(self, image, preset: str):
         """The inpaint mask `preset` ("face", "person", "background", "hands") finds in `image`
@@ -380,10 +386,11 @@ def load_all_presets(user_dir: Path, style_names: list[str]) -> tuple[dict[str, 
     return presets, problems
 
 
-def build_translator(setting: str) -> tuple[Translator | None, list[str]]:
-    """The one translator the app uses; a setting that cannot work falls back to the glossary."""
+def build_translator(setting: str, download: bool = True) -> tuple[Translator | None, list[str]]:
+    """The one translator the app uses; a setting that cannot work falls back to the glossary; auto
+    without a cached MarianMT model fetches it in the background when `download` (translator_download.py)."""
     try:
-        return make_translator(setting), []
+        return with_download(make_translator(setting), setting, download), []
     except UserError as e:
         return GlossaryTranslator(), [f"translator: {e} Using the built-in glossary instead."]
 

@@ -16,6 +16,7 @@ import gradio as gr
 from ..errors import UserError
 from ..i18n import t
 from ..prompts.translate import has_cjk
+from . import translation_view as view
 from .common import PRIVATE
 
 NO_PRESET = "None"
@@ -30,6 +31,9 @@ class PromptExtras:
     translated_negative_prompt: gr.Textbox
     translated_from: gr.State  # {"prompt": ..., "negative": ...} the preview was made for
     translation_box: gr.Group
+    translation_status: gr.Markdown  # the MarianMT download, while there is one
+    marks: gr.HighlightedText  # the prompt's English with the words still in Chinese highlighted
+    negative_marks: gr.HighlightedText
 
 
 def preset_choices(service) -> list:
@@ -50,15 +54,19 @@ def build_selectors(service, tab: str) -> tuple[gr.Dropdown, gr.Dropdown, gr.Mar
     return preset, styles, info
 
 
-def build_translation(tab: str) -> tuple[gr.Group, gr.Textbox, gr.Textbox, gr.State]:
-    # Hidden until the prompt has Chinese in it; then it shows the English the model will read.
+def build_translation(tab: str) -> tuple[gr.Group, gr.Textbox, gr.Textbox, gr.State, tuple]:
+    # Hidden until the prompt has Chinese in it; then it shows the English the model will read,
+    # the words left in Chinese highlighted beside each box, and the translation model's download.
     with gr.Group(visible=False, elem_id=f"{tab}_translation") as box:
+        status = view.build_status(tab)
         translated = gr.Textbox("", label=t("translated_prompt"), lines=2, max_lines=8, interactive=True,
                                 elem_id=f"{tab}_translated_prompt")
+        marks = view.build_marks(tab, "translated_prompt")
         translated_neg = gr.Textbox("", label=t("translated_negative_prompt"), lines=1, max_lines=6, interactive=True,
                                     elem_id=f"{tab}_translated_neg_prompt")
+        neg_marks = view.build_marks(tab, "translated_neg_prompt")
     made_for = gr.State(None)
-    return box, translated, translated_neg, made_for
+    return box, translated, translated_neg, made_for, (status, marks, neg_marks)
 
 
 def preset_updates(service, name: str | None, controls: dict) -> dict:
@@ -112,18 +120,25 @@ def wire(service, tab: str, extras: PromptExtras, prompt: gr.Textbox, negative: 
     def preview(text, neg):
         show = has_cjk(text or "") or has_cjk(neg or "")
         if not show:
-            return gr.Group(visible=False), "", "", None
+            return gr.Group(visible=False), "", "", None, ""
         eng, warn = service.translate(text)
         eng_neg, warn_neg = service.translate(neg)
         for w in dict.fromkeys(warn + warn_neg):
             gr.Warning(w)
-        return gr.Group(visible=True), eng, eng_neg, {"prompt": text or "", "negative": neg or ""}
+        return (gr.Group(visible=True), eng, eng_neg, {"prompt": text or "", "negative": neg or ""},
+                view.status_text(service))
 
     outs = [extras.translation_box, extras.translated_prompt, extras.translated_negative_prompt,
-            extras.translated_from]
+            extras.translated_from, extras.translation_status]
     for box in (prompt, negative):
         box.change(preview, [prompt, negative], outs, trigger_mode="always_last", show_progress="hidden",
                    **PRIVATE)
+    view.watch_download(service, extras.translation_status)
+    # The translation and the artist's edits: the highlight follows what will be encoded.
+    for english, marked in ((extras.translated_prompt, extras.marks),
+                            (extras.translated_negative_prompt, extras.negative_marks)):
+        english.change(view.marks, english, marked, trigger_mode="always_last", show_progress="hidden",
+                       **PRIVATE)
 
 
 def translation_fields(prompt: str, negative: str, translated: str | None, translated_neg: str | None,
@@ -140,6 +155,6 @@ def translation_fields(prompt: str, negative: str, translated: str | None, trans
 
 def build(service, tab: str) -> PromptExtras:
     """The preset/styles row; call right under the prompt row, then wire() once controls exist."""
-    box, translated, translated_neg, made_for = build_translation(tab)
+    box, translated, translated_neg, made_for, (status, marks, neg_marks) = build_translation(tab)
     preset, styles, info = build_selectors(service, tab)
-    return PromptExtras(preset, styles, info, translated, translated_neg, made_for, box)
+    return PromptExtras(preset, styles, info, translated, translated_neg, made_for, box, status, marks, neg_marks)
