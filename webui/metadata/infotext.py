@@ -194,7 +194,7 @@ def infotext_to_fields(parsed: Mapping[str, str] | str) -> dict[str, object]:
     inpaint_full_res_padding, inpainting_fill, inpainting_mask_invert, tiling,
     restore_faces, plus hints: sd_model_checkpoint / sd_model_name (the "Model" name),
     sd_model_hash, sd_vae, sd_vae_hash, lora_hashes / ti_hashes ({name: hash}), styles
-    (list), preset, characters (list), version, eta. Keys that are unknown, or whose value does not convert,
+    (list), preset, characters (list), version, eta, regions ({mode, ratios}). Keys that are unknown, or whose value does not convert,
     are kept as strings in `extra` under their infotext names.
     """
     if isinstance(parsed, str):
@@ -308,5 +308,7 @@ def infotext_to_fields(parsed: Mapping[str, str] | str) -> dict[str, object]:
     if adapters:
         fields["ip_adapters"] = adapters
         extra = {k: v for k, v in extra.items() if not k.startswith("IP-Adapter ")}
+    if "Regions ratios" in extra:  # regions (request/regions.py): the prompt holds the BREAK parts
+        fields["regions"] = {"mode": extra.pop("Regions mode", "Columns"), "ratios": extra.pop("Regions ratios")}
     fields["extra"] = extra
     return fields

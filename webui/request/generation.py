@@ -24,6 +24,7 @@ from .face import face_fields_from_alwayson, face_order, face_size
 from .fields import as_bool, as_float, as_int, as_str, choice, size_field
 from .hires import check_request as check_hires, hr_sampler, hr_scheduler
 from .ipadapter import IPAdapterRef, parse_adapters
+from .regions import RegionSpec, parse_regions
 from .scripts import check_alwayson
 
 TASKS = ("txt2img", "img2img", "inpaint")
@@ -95,6 +96,7 @@ class GenerationRequest:
     # ControlNet units that are on (controlnet.py); images are left out of repr and equality.
     controlnet_units: tuple[ControlUnit, ...] = ()
     ip_adapters: tuple[IPAdapterRef, ...] = ()  # reference images (ipadapter.py)
+    regions: RegionSpec | None = None  # columns/rows with their own prompts (regions.py)
     save_images: bool = True
     # Extra infotext keys from outside the engine (preset name, translated prompt...).
     extra_params: tuple[tuple[str, str], ...] = ()
@@ -127,6 +129,9 @@ class GenerationRequest:
                 continue
             if f.name == "ip_adapters":
                 out[f.name] = [{"model": a.model, "weight": a.weight} for a in v]
+                continue
+            if f.name == "regions":
+                out[f.name] = {"mode": v.mode, "ratios": v.ratios_text()} if v else None
                 continue
             if f.name == "controlnet_units":
                 out[f.name] = [{k: x for k, x in dataclasses.asdict(u).items() if k != "image"} for u in v]
@@ -262,6 +267,7 @@ def build_request(fields: dict[str, Any], limits: Limits, task: str = "txt2img")
         face_detail_height=face_size(fields, "face_detail_height", lim.max_height),
         controlnet_units=parse_units(units, lim),
         ip_adapters=parse_adapters(fields.get("ip_adapters"), lim),
+        regions=parse_regions(fields.get("regions") or fields.get("regional_prompter"), str(fields.get("prompt") or "")),
         save_images=as_bool(fields, "save_images", True),
         extra_params=tuple((str(k), str(v)) for k, v in extra),
     )

@@ -12,6 +12,7 @@ from .controlnet import ControlNet
 from .ipadapter import IPAdapter
 from .lora import Lora
 from .progress import Progress
+from .regions import Regions
 from .vae import Vae
 
 
@@ -23,6 +24,8 @@ def for_request(req, jobs: list) -> list[Extension]:
         exts.append(ControlNet(req.controlnet_units))
     if req.ip_adapters:
         exts.append(IPAdapter(req.ip_adapters))
+    if req.regions is not None:
+        exts.append(Regions(req.regions))
     exts.append(Progress(jobs))
     return exts
 

@@ -154,6 +154,7 @@ class AdapterSet:
         self._loaded: OrderedDict[tuple, str] = OrderedDict()  # (path, stamp) -> adapter name
         self._counter = 0
         self.active: list[tuple[str, float]] = []
+        self.wanted: list[tuple[LoraFile, float]] = []  # what is active, as asked (to switch back to)
         self._wanted: tuple | None = None  # what the last activate() was asked for...
         self._notes: list[str] = []        # ...and what it warned (said again to each request)
 
@@ -231,7 +232,7 @@ class AdapterSet:
         elif self._loaded:
             self.pipe.disable_lora()
         self.active = list(zip(names, weights))
-        self._wanted, self._notes = wanted_key, list(warnings)
+        self._wanted, self._notes, self.wanted = wanted_key, list(warnings), list(wanted)
         return warnings
 
     def _scales_as_tensors(self) -> None:
