@@ -393,6 +393,9 @@ def test_gradio_client_with_auth(auth_server):
     ("txt2img", {"override_settings": {"sd_model_checkpoint": "no-such-model"}}, 404, "sd_model_checkpoint"),
     ("txt2img", {"override_settings": {"sd_model_checkpoint": "../../etc/passwd"}}, 400, "sd_model_checkpoint"),
     ("txt2img", {"force_task_id": "a/b"}, 422, "force_task_id"),
+    ("txt2img", {"prompt": "a BREAK b", "regions": {"ratios": "1,0"}}, 422, "regions"),
+    ("txt2img", {"prompt": "a BREAK b BREAK c", "regional_prompter": {"ratios": "1,1"}}, 422, "regions"),
+    ("txt2img", {"prompt": "a BREAK b BREAK c BREAK d BREAK e", "regions": {"ratios": "1,1,1,1"}}, 422, "prompt"),
     ("img2img", {"init_images": ["aGVsbG8gd29ybGQ="]}, 422, "init_images"),
     ("img2img", {"init_images": ["%%%not base64%%%"]}, 422, "init_images"),
     ("img2img", {"init_images": []}, 422, "init_images"),
@@ -413,6 +416,17 @@ def test_bad_input_is_a_4xx_naming_the_field(http, route, body, status, field):
     assert field in names, detail
     if "field" in detail:
         assert isinstance(detail["detail"], str) and detail["detail"]
+
+
+def test_regions_through_rest_and_back_from_the_infotext(http):
+    r = http.post(f"{API}/txt2img", json={**BASE, "prompt": "sailor ADDCOMM red coat BREAK blue sea",
+                                          "regions": {"mode": "Rows", "ratios": "1,2"}})
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])["infotexts"][0]
+    assert 'Regions mode: Rows, Regions ratios: "1,2"' in info
+    again = http.post(f"{API}/txt2img", json={"infotext": info, "width": 64, "height": 64, "steps": 2})
+    assert again.status_code == 200, again.text
+    assert again.json()["parameters"]["regions"] == {"mode": "Rows", "ratios": "1,2"}
 
 
 def test_mask_preset_through_rest(http):

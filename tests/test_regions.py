@@ -140,3 +140,13 @@ def test_infotext_keys_read_back_into_the_same_request(svc):
     assert fields["prompt"] == "red ADDCOMM hat BREAK shoes"
     again = build_request({k: v for k, v in fields.items() if k != "extra"}, Limits())
     assert again.regions == r.request.regions
+
+
+def test_the_txt2img_accordion_gives_the_request_field():
+    from webui.ui.regions_panel import request_fields
+
+    values = {"prompt": "a BREAK b", "regions_enabled": True, "regions_mode": "Rows", "regions_ratios": "1,3"}
+    fields = request_fields(values)
+    assert fields == {"prompt": "a BREAK b", "regions": {"mode": "Rows", "ratios": "1,3"}}
+    assert build_request(fields, Limits()).regions.ratios == (1.0, 3.0)
+    assert request_fields({**values, "regions_enabled": False}) == {"prompt": "a BREAK b"}

@@ -259,6 +259,11 @@ EN: dict[str, str] = {
     "png_info_other_text": "Other text in the file",
     "png_info_text_items": "Text items",
     "clip_skip_info": "1 = last layer (A1111 numbering); many anime models want 2",
+    "regions_title": "Regions",
+    "regions_enable": "Split the picture into regions",
+    "regions_info": "One prompt per region, separated by BREAK; the text before ADDCOMM goes into every region",
+    "regions_mode": "Divide into",
+    "regions_ratios": "Divide ratio (e.g. 1,1 = two equal parts)",
     "outpaint_help": (
         "The new area is repainted (a head shot becomes a half-body portrait with "
         "Bottom 256). Denoising 1 with masked content *fill* works best."
@@ -533,6 +538,11 @@ ZH: dict[str, str] = {
     "png_info_other_text": "文件中的其他文本",
     "png_info_text_items": "文本条目",
     "clip_skip_info": "1 = 最后一层（A1111 编号方式）；很多动漫模型需要设为 2",
+    "regions_title": "分区",
+    "regions_enable": "把画面分成几个区域",
+    "regions_info": "每个区域一段提示词，用 BREAK 分隔；ADDCOMM 之前的文字加到每个区域",
+    "regions_mode": "分割方式",
+    "regions_ratios": "分割比例（如 1,1 = 两等份）",
     "outpaint_help": "新增区域会被重绘（例如把 Bottom 设为 256，头像就能扩展成半身像）。重绘幅度设为 1、蒙版区域内容选 *fill* 效果最好。",
     "outpaint_left": "左侧，像素",
     "outpaint_right": "右侧，像素",

@@ -55,6 +55,10 @@ class Txt2ImgBody(BaseModel):
         None, description="ADetailer args; controlnet.args as the A1111 ControlNet extension takes them")
     ip_adapters: list[dict[str, Any]] | None = Field(
         None, description="IP-Adapter reference images: [{model, image (base64), weight}]")
+    regions: dict[str, Any] | None = Field(
+        None, description="split into columns or rows: {mode: Columns|Rows, ratios: \"1,1\"}; the region prompts are "
+                          "the prompt's parts separated by BREAK, the text before ADDCOMM goes into every region")
+    regional_prompter: dict[str, Any] | None = Field(None, description="the same as regions")
     infotext: str | None = Field(None, description="A1111 parameters text: fills the fields it names that the "
                                  "body does not set (never the model)")
     characters: list[str] | None = Field(

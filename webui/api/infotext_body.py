@@ -14,7 +14,7 @@ INFOTEXT_FIELDS = frozenset({
     "denoising_strength", "clip_skip", "subseed", "subseed_strength", "enable_hr", "hr_scale", "hr_resize_x",
     "hr_resize_y", "hr_second_pass_steps", "hr_upscaler", "hr_sampler_name", "hr_scheduler", "hr_prompt",
     "hr_negative_prompt", "mask_blur", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_fill",
-    "inpainting_mask_invert",
+    "inpainting_mask_invert", "regions",
 })
 MAX_INFOTEXT_CHARS = 100_000
 
@@ -30,6 +30,8 @@ def apply_infotext(fields: dict, explicit: set[str], text: object) -> dict:
     given = set(explicit)
     if "sampler_index" in given:  # the old name of sampler_name
         given.add("sampler_name")
+    if "regional_prompter" in given:  # the other name of regions
+        given.add("regions")
     if "clip_skip" not in given and "CLIP_stop_at_last_layers" in (fields.get("override_settings") or {}):
         given.add("clip_skip")
     out = dict(fields)

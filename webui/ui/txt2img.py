@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 from ..i18n import t
 
-from . import character_panel, lora_browser, presets_panel, xyz_panel
+from . import character_panel, lora_browser, presets_panel, regions_panel, xyz_panel
 from .controlnet_panel import controlnet_accordion, unit_fields
 from .common import (GPU, Controls, face_detail_controls, hires_controls, prompt_row, results_panel,
                      sampling_controls, sampling_fields, send_row, tab_controls)
@@ -28,6 +28,7 @@ def build(service, shared) -> Controls:
             hr = hires_controls("txt2img", service)
             fd = face_detail_controls("txt2img", service)
             cn = controlnet_accordion("txt2img", service)
+            regions = regions_panel.build("txt2img")
             xyz = xyz_panel.xyz_controls("txt2img")
         with gr.Column(scale=1):
             gallery, info, state = results_panel("txt2img")
@@ -42,7 +43,7 @@ def build(service, shared) -> Controls:
                 "characters": characters,
                 "translated_prompt": extras.translated_prompt,
                 "translated_negative_prompt": extras.translated_negative_prompt,
-                "translated_from": extras.translated_from, "clip_skip": clip_skip, "sd_vae": shared.sd_vae, **cn, **xyz}
+                "translated_from": extras.translated_from, "clip_skip": clip_skip, "sd_vae": shared.sd_vae, **cn, **regions, **xyz}
 
     def txt2img(request, progress, translated_prompt=None, translated_negative_prompt=None, translated_from=None,
                 **values):
@@ -51,7 +52,7 @@ def build(service, shared) -> Controls:
         Returns the images (PNG with A1111 metadata) and the infotext of the first one.
         `styles` are applied in order; `preset` (a preset name) wraps the prompt in its template;
         Chinese in the prompts is translated to English, or `translated_prompt` is used as the English."""
-        fields = {**unit_fields(values), "sd_model_checkpoint": values["sd_model_checkpoint"] or None,
+        fields = {**regions_panel.request_fields(unit_fields(values)), "sd_model_checkpoint": values["sd_model_checkpoint"] or None,
                   "sd_vae": values["sd_vae"] or "Automatic", "styles": list(values["styles"] or [])}
         prompt, negative_prompt = values["prompt"], values["negative_prompt"]
         if translated_from is None:  # an API caller: their English is for this prompt
