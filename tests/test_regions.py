@@ -26,6 +26,7 @@ def svc(tiny_models, tiny_loras, tmp_path_factory):
     root: Path = tmp_path_factory.mktemp("regions-models")
     (root / "Stable-diffusion").mkdir()
     shutil.copy(tiny_models["sd1"].file, root / "Stable-diffusion" / "tiny.safetensors")
+    shutil.copy(tiny_models["sdxl"].file, root / "Stable-diffusion" / "xl.safetensors")
     (root / "Lora").mkdir()
     shutil.copy(tiny_loras["face"][0], root / "Lora" / "face.safetensors")
     s = Service.create(Settings(models_dir=root, outputs_dir=tmp_path_factory.mktemp("out"), device="cpu"))
@@ -33,13 +34,13 @@ def svc(tiny_models, tiny_loras, tmp_path_factory):
     s.close()
 
 
-def gen(svc, prompt, regions=None, **fields):
-    base = dict(prompt=prompt, negative_prompt="blurry", seed=11, steps=3, width=64, height=64,
+def gen(svc, prompt, regions=None, task="txt2img", **fields):
+    base = dict(prompt=prompt, negative_prompt="blurry", sd_model_checkpoint="tiny", seed=11, steps=3, width=64, height=64,
                 sampler_name="Euler", cfg_scale=7, save_images=False)
     if regions:
         base["regions"] = regions
     base.update(fields)
-    return svc.generate(svc.request(base))
+    return svc.generate(svc.request(base, task))
 
 
 def px(result) -> np.ndarray:
@@ -150,3 +151,32 @@ def test_the_txt2img_accordion_gives_the_request_field():
     assert fields == {"prompt": "a BREAK b", "regions": {"mode": "Rows", "ratios": "1,3"}}
     assert build_request(fields, Limits()).regions.ratios == (1.0, 3.0)
     assert request_fields({**values, "regions_enabled": False}) == {"prompt": "a BREAK b"}
+
+
+def test_sdxl_and_img2img_take_regions_too(svc):
+    """SDXL's pooled embeddings are the region's as well: identical region prompts = plain."""
+    plain = gen(svc, "a hat, red", sd_model_checkpoint="xl")
+    same = gen(svc, "a hat ADDCOMM red BREAK red", TWO, sd_model_checkpoint="xl")
+    assert np.abs(px(same) - px(plain)).max() <= 1
+    assert np.abs(px(gen(svc, "a red hat BREAK blue sky", TWO, sd_model_checkpoint="xl")) - px(plain)).max() > 1
+    init = gen(svc, "red").images[0]
+    plain = gen(svc, "blue", task="img2img", init_image=init, denoising_strength=0.6)
+    same = gen(svc, "blue BREAK blue", TWO, task="img2img", init_image=init, denoising_strength=0.6)
+    assert np.abs(px(same) - px(plain)).max() <= 1 and "Regions mode" in same.infotexts[0]
+
+
+def test_regions_are_not_batched_and_a_crop_pass_uses_the_region_at_its_centre():
+    from webui.engine import extensions
+    from webui.engine.extensions.regions import Regions
+    from webui.engine.plan import PassSpec
+
+    req = build_request({"prompt": "a BREAK b", "regions": TWO}, Limits())
+    assert extensions.batch_key(req) is None
+    ext = Regions(build_request({"prompt": "a BREAK b BREAK c", "regions": {"ratios": "1,2,1"}}, Limits()).regions)
+    spec = dict(task="img2img", groups=(), seeds=(1,), width=64, height=64, steps=1, cfg_scale=7, sampler="Euler",
+                schedule="Automatic", source_size=(400, 100))
+    assert ext._chosen(PassSpec(**spec)) == [0, 1, 2]
+    assert ext._chosen(PassSpec(**spec, region=(0, 0, 40, 100))) == [0]
+    assert ext._chosen(PassSpec(**spec, region=(150, 0, 250, 50))) == [1]
+    assert ext._chosen(PassSpec(**spec, region=(320, 0, 400, 100))) == [2]
+    assert ext.for_subpass(None, "a face", "") is None and ext.for_subpass(None, "x BREAK y BREAK z", "") is ext

@@ -69,6 +69,8 @@ class Regions(Extension):
     def around_call(self, ctx, spec, pipe):
         per_group = [region_prompts(g.prompt) for g in spec.groups]
         if any(len(p) != len(self.spec.ratios) for p in per_group):
+            ctx.note(f"{spec.label or 'the '}pass ran without regions: its prompt does not have one BREAK part per "
+                     "region ratio")
             yield
             return
         chosen = self._chosen(spec)
