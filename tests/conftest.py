@@ -142,11 +142,17 @@ def launch_app():
 
 
 @pytest.fixture(scope="module")
-def http(service, launch_app):
-    """An httpx client for the module's `service`, served as app.py serves it (UI and REST API)."""
+def server(service, launch_app):
+    """The base URL of the module's `service`, served as app.py serves it (UI and REST API)."""
+    demo, url = launch_app(service)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    """An httpx client for `server`."""
     import httpx
 
-    demo, url = launch_app(service)
-    with httpx.Client(base_url=url, timeout=120) as client:
+    with httpx.Client(base_url=server, timeout=120) as client:
         yield client
-    demo.close()

@@ -41,20 +41,13 @@ def service(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def url(service, launch_app):
-    demo, url = launch_app(service)
-    yield url
-    demo.close()
+def wapi(server):
+    return webuiapi.WebUIApi(baseurl=f"{server}{API}", sampler="Euler a", steps=2)
 
 
 @pytest.fixture(scope="module")
-def wapi(url):
-    return webuiapi.WebUIApi(baseurl=f"{url}{API}", sampler="Euler a", steps=2)
-
-
-@pytest.fixture(scope="module")
-def sdb(url):
-    return sdbc.A1111Webservice(url)
+def sdb(server):
+    return sdbc.A1111Webservice(server)
 
 
 def _seeds(result) -> list[int]:
@@ -113,23 +106,23 @@ def test_sd_backend_client(sdb):
         assert res["info"].seed == 2**63 + 5
 
 
-def test_bad_seed_and_names_are_4xx_naming_the_field(url):
+def test_bad_seed_and_names_are_4xx_naming_the_field(server):
     import httpx
 
     for body, field in (({"seed": 2**64}, "seed"), ({"subseed": 2**70}, "subseed"),
                         ({"sampler_name": "Warp Drive"}, "sampler_name"), ({"scheduler": "sideways"}, "scheduler"),
                         ({"infotext": 5}, "infotext")):
-        r = httpx.post(f"{url}{API}/txt2img", json={"prompt": "x", **SMALL, **body}, timeout=60)
+        r = httpx.post(f"{server}{API}/txt2img", json={"prompt": "x", **SMALL, **body}, timeout=60)
         assert 400 <= r.status_code < 500, (body, r.text)
         assert field in r.text, (body, r.text)
 
 
-def test_infotext_fills_what_the_body_does_not_set(url):
+def test_infotext_fills_what_the_body_does_not_set(server):
     import httpx
 
     text = ("an old sailor\nNegative prompt: blurry\nSteps: 3, Sampler: DPM++ 2M Karras, CFG scale: 5, "
             "Seed: 99, Size: 64x64, Clip skip: 2")
-    r = httpx.post(f"{url}{API}/txt2img", json={"infotext": text, "steps": 2, "seed": 5}, timeout=120)
+    r = httpx.post(f"{server}{API}/txt2img", json={"infotext": text, "steps": 2, "seed": 5}, timeout=120)
     assert r.status_code == 200, r.text
     info = json.loads(r.json()["info"])
     assert (info["prompt"], info["negative_prompt"], info["cfg_scale"], info["clip_skip"]) == (
@@ -138,16 +131,16 @@ def test_infotext_fills_what_the_body_does_not_set(url):
     assert (info["steps"], info["seed"]) == (2, 5)  # set in the body: the body wins
 
 
-def test_include_init_images(url):
+def test_include_init_images(server):
     import httpx
 
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 90, 40)).save(buf, "PNG")
     init = base64.b64encode(buf.getvalue()).decode()
     body = {"prompt": "x", "init_images": [init], "denoising_strength": 0.5, "sampler_name": "Euler", **SMALL}
-    plain = httpx.post(f"{url}{API}/img2img", json=body, timeout=120).json()
+    plain = httpx.post(f"{server}{API}/img2img", json=body, timeout=120).json()
     assert plain["parameters"]["init_images"] is None
-    kept = httpx.post(f"{url}{API}/img2img", json={**body, "include_init_images": True}, timeout=120).json()
+    kept = httpx.post(f"{server}{API}/img2img", json={**body, "include_init_images": True}, timeout=120).json()
     assert kept["parameters"]["init_images"] == [init]
 
 

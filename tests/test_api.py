@@ -44,19 +44,6 @@ def service(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(service, launch_app):
-    demo, url = launch_app(service)
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def http(server):
-    with httpx.Client(base_url=server, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def auth_server(service, launch_app):
     """The same Service (manager, jobs) behind --auth with two users."""
     secured = dataclasses.replace(service, settings=dataclasses.replace(

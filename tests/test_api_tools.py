@@ -50,13 +50,6 @@ def service(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(service, launch_app):
-    demo, url = launch_app(service)
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def api(server):
     u = urlparse(server)
     return webuiapi.WebUIApi(host=u.hostname, port=u.port)

@@ -37,19 +37,6 @@ def service(tiny_models, tmp_path_factory):
     return Service.create(settings)
 
 
-@pytest.fixture(scope="module")
-def url(service, launch_app):
-    demo, url = launch_app(service)
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def http(url):
-    with httpx.Client(base_url=url, timeout=120) as c:
-        yield c
-
-
 @pytest.fixture(autouse=True)
 def reset(service):
     yield  # every test starts from the defaults
@@ -205,10 +192,10 @@ def test_broken_options_file_falls_back_to_defaults(tmp_path):
     assert OptionStore(tmp_path).values()["save_txt"] is False
 
 
-def test_webuiapi_options_and_override_settings(url, service):
+def test_webuiapi_options_and_override_settings(server, service):
     import webuiapi
 
-    u = urlparse(url)
+    u = urlparse(server)
     api = webuiapi.WebUIApi(host=u.hostname, port=u.port, sampler="Euler", steps=1)
     assert api.get_options()["samples_format"] == "png"
     assert api.set_options({"samples_format": "webp", "eta_ancestral": 1})["warnings"][0].startswith("eta_ancestral")
@@ -221,12 +208,12 @@ def test_webuiapi_options_and_override_settings(url, service):
     assert api.util_get_current_model().startswith("alpha")
 
 
-def test_sd_backend_client_options(url):
+def test_sd_backend_client_options(server):
     from sd_backend_client.api.a1111_webservice import A1111Webservice
     from sd_backend_client.api.detect import connect_to_backend
 
-    assert isinstance(connect_to_backend(url), A1111Webservice)  # found by its /options
-    ws = A1111Webservice(url)
+    assert isinstance(connect_to_backend(server), A1111Webservice)  # found by its /options
+    ws = A1111Webservice(server)
     assert ws.get_config()["CLIP_stop_at_last_layers"] == 1
     ws.set_config({"CLIP_stop_at_last_layers": 2, "save_txt": True})
     cfg = ws.get_config()

@@ -27,13 +27,6 @@ def service(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(service, launch_app):
-    demo, url = launch_app(service)
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def http(server):
     with httpx.Client(base_url=server, timeout=300) as c:
         yield c
